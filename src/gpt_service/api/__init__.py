@@ -1,0 +1,1 @@
+"""HTTP layer: routers by domain, schemas, dependencies and error mapping (no torch here)."""

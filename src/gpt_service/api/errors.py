@@ -1,0 +1,94 @@
+"""One place that turns exceptions into ``{"detail": "..."}`` responses with the right status."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from gpt_service.errors import (
+    Conflict,
+    InvalidRequest,
+    NotFound,
+    ServiceError,
+    Unavailable,
+    UpstreamError,
+)
+
+logger = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[ServiceError], int]] = [
+    (InvalidRequest, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Unavailable, 503),
+    (UpstreamError, 502),
+]
+
+
+def status_for(exc: ServiceError) -> int:
+    return next((code for kind, code in _STATUS if isinstance(exc, kind)), 500)
+
+
+def format_validation_error(exc: RequestValidationError) -> str:
+    """Pydantic's error list as one readable sentence, e.g. ``temperature: ... (body)``."""
+    parts = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
+        where = ".".join(loc) or "request body"
+        parts.append(f"{where}: {err.get('msg', 'invalid value')}")
+    return "; ".join(parts) or "invalid request"
+
+
+def request_id(request: Request) -> str:
+    return getattr(request.state, "request_id", "-")
+
+
+# Other API families (OpenAI /v1, Ollama /api) answer errors in their own shape, by path prefix.
+ErrorShaper = Callable[[int, str], dict[str, Any]]
+ERROR_SHAPES: dict[str, ErrorShaper] = {}
+
+
+def error_body(path: str, status: int, message: str) -> dict[str, Any]:
+    for prefix, shaper in ERROR_SHAPES.items():
+        if path.startswith(prefix):
+            return shaper(status, message)
+    return {"detail": message}
+
+
+def error_response(
+    request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    body = error_body(request.url.path, status, message)
+    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
+        status = status_for(exc)
+        headers = None
+        if isinstance(exc, Unavailable) and exc.retry_after is not None:
+            headers = {"Retry-After": str(exc.retry_after)}
+        if status >= 500 and status != 503:
+            logger.error("request %s failed: %s", request_id(request), exc.message)
+        return error_response(request, status, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(request, 400, format_validation_error(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return error_response(request, exc.status_code, str(exc.detail), exc.headers)
+
+    @app.exception_handler(Exception)
+    async def internal_error(request: Request, exc: Exception) -> JSONResponse:
+        rid = request_id(request)
+        logger.exception("request %s: unhandled error", rid)
+        return error_response(request, 500, f"internal server error (request id {rid})")

@@ -1,0 +1,71 @@
+"""Service information and health."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from gpt_service import __version__
+from gpt_service.api.deps import SettingsDep, StateDep
+
+router = APIRouter(tags=["system"])
+
+ENDPOINTS = {
+    "health": "/health",
+    "docs": "/docs",
+    "models": "/models",
+    "generate": "/generate",
+    "generate_stream": "/generate/stream",
+    "chat": "/chat",
+    "batch": "/batch",
+    "train": "/train",
+    "evaluate": "/evaluate",
+    "ollama": "/ollama/models",
+    "openai": "/v1",
+    "ollama_api": "/api",
+    "metrics": "/metrics",
+    "ui": "/ui",
+}
+
+
+@router.get("/", summary="Service information")
+async def root(settings: SettingsDep) -> dict[str, Any]:
+    return {
+        "service": "GPT Service",
+        "version": __version__,
+        "description": "推理模型服务 - 支持本地模型训练和Ollama代理",
+        "environment": settings.environment,
+        "endpoints": ENDPOINTS,
+    }
+
+
+async def _component_states(state: Any) -> dict[str, bool]:
+    registry = getattr(state, "registry", None)
+    ollama = getattr(state, "ollama", None)
+    jobs = getattr(state, "jobs", None)
+    evaluator = getattr(state, "evaluator", None)
+    return {
+        "model_manager": bool(registry and registry.models),
+        "ollama_proxy": bool(ollama and await ollama.is_reachable()),
+        "trainer": bool(jobs and jobs.is_alive),
+        "evaluator": bool(evaluator and evaluator.is_alive),
+    }
+
+
+@router.get("/health", summary="Health check (liveness) with each component's state")
+async def health(state: StateDep) -> dict[str, Any]:
+    return {"status": "healthy", "service": "gpt-service", **await _component_states(state)}
+
+
+@router.get("/ready", summary="Readiness: false while the default model is still loading")
+async def ready(state: StateDep) -> JSONResponse:
+    registry = getattr(state, "registry", None)
+    is_ready = bool(getattr(state, "is_ready", False)) and registry is not None
+    body = {
+        "ready": is_ready,
+        "loading": sorted(registry.loading) if registry else [],
+        "models": sorted(registry.models) if registry else [],
+    }
+    return JSONResponse(body, status_code=200 if is_ready else 503)

@@ -1,0 +1,81 @@
+"""One settings object for the whole service (env prefix ``GPT_SERVICE_``, optional ``.env``).
+
+Built once (``Settings()``) and passed to ``create_app``; tests build their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+DEMO_MODEL_DIR = PACKAGE_DIR / "demo_model"
+DEMO_DATA_DIR = PACKAGE_DIR / "demo_data"
+DEMO_MODEL_NAME = "demo"
+
+
+class EngineSettings(BaseModel):
+    max_running: int = Field(32, ge=1, description="sequences decoded together per step")
+    max_waiting: int = Field(256, ge=1, description="queued requests before 503")
+    max_prefill_tokens: int = Field(2048, ge=16, description="prompt tokens prefilled per step")
+
+
+class LimitSettings(BaseModel):
+    max_tokens: int = Field(4096, ge=1, description="cap on max_tokens per request")
+    max_batch_prompts: int = Field(64, ge=1, description="cap on prompts per /batch request")
+    max_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    max_loaded_models: int = Field(4, ge=1)
+    min_free_memory_mb: int = Field(512, ge=0, description="refuse a load below this headroom")
+
+
+class TrainingSettings(BaseModel):
+    max_concurrent_jobs: int = Field(1, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="GPT_SERVICE_", env_nested_delimiter="__", env_file=".env", extra="ignore"
+    )
+
+    environment: Literal["dev", "prod"] = "dev"
+    data_dir: Path = Path("data")
+    # Read-only directories that model_path / lora_adapter may also point into.
+    model_dirs: list[Path] = Field(default_factory=list)
+    default_model: str | None = DEMO_MODEL_NAME
+    default_model_path: str | None = None
+    # Start answering only once the default model is loaded (else: load in the background
+    # and report it through /ready).
+    wait_for_default_model: bool = True
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = "auto"
+    trust_remote_code: bool = False
+    allow_pickle_weights: bool = False
+    ollama_base_url: str = "http://localhost:11434"
+    ollama_timeout_seconds: float = 300.0
+    api_keys: list[str] = Field(default_factory=list)
+    allow_open_prod: bool = False
+    log_level: str = "INFO"
+    shutdown_grace_seconds: float = 10.0
+
+    engine: EngineSettings = Field(default_factory=EngineSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def datasets_dir(self) -> Path:
+        return self.data_dir / "datasets"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "gpt_service.sqlite3"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.data_dir, self.models_dir, self.datasets_dir):
+            path.mkdir(parents=True, exist_ok=True)

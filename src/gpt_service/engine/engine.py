@@ -1,0 +1,341 @@
+"""One engine per loaded model: a thread that runs ``step()`` = schedule -> run -> postprocess.
+
+HTTP handlers never touch the model: they put a ``Sequence`` on the inbox and read their own
+``asyncio.Queue`` of ``StreamDelta``s, which the loop feeds thread-safely.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from gpt_service.engine.detokenizer import IncrementalDetokenizer, StopStringMatcher
+from gpt_service.engine.logprobs import top_logprobs
+from gpt_service.engine.runner import ModelRunner
+from gpt_service.engine.sampling import make_generator, sample
+from gpt_service.engine.scheduler import Scheduler, StepPlan
+from gpt_service.engine.sequence import Sequence
+from gpt_service.engine.types import (
+    Completion,
+    FinishReason,
+    SamplingParams,
+    StreamDelta,
+    TokenLogprob,
+)
+from gpt_service.errors import EngineOverloaded, GenerationFailed, InvalidRequest, ModelUnloaded
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineStats:
+    num_requests: int = 0
+    num_prompt_tokens: int = 0
+    num_generated_tokens: int = 0
+    num_steps: int = 0
+    step_batch_sizes: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Text:
+    """Per-sequence text state owned by the loop thread."""
+
+    detok: IncrementalDetokenizer
+    stops: StopStringMatcher
+
+
+class TokenStream:
+    """Async iterator over one sequence's deltas; leaving it early cancels the sequence."""
+
+    def __init__(self, engine: Engine, seq: Sequence, out: asyncio.Queue[StreamDelta]) -> None:
+        self.engine = engine
+        self.seq = seq
+        self._out = out
+
+    async def __aiter__(self) -> AsyncIterator[StreamDelta]:
+        try:
+            while True:
+                delta = await self._out.get()
+                yield delta
+                if delta.is_final:
+                    return
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Ask the loop to drop the sequence (a no-op once it has finished)."""
+        if self.seq.finish_reason is None:
+            self.seq.is_cancelled = True
+            self.engine.wake()
+
+
+class Engine:
+    def __init__(
+        self,
+        name: str,
+        model: Any,
+        tokenizer: Any,
+        device: torch.device,
+        eos_ids: list[int],
+        max_context: int,
+        max_running: int = 32,
+        max_waiting: int = 256,
+        max_prefill_tokens: int = 2048,
+        on_step: Callable[[Engine], None] | None = None,
+    ) -> None:
+        self.name = name
+        self.tokenizer = tokenizer
+        self.eos_ids = eos_ids
+        self.max_context = max_context
+        self.max_waiting = max_waiting
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
+        self.runner = ModelRunner(model, device, pad_id)
+        self.scheduler = Scheduler(max_running, max_prefill_tokens)
+        self.stats = EngineStats()
+        self.on_step = on_step
+        self._inbox: queue.SimpleQueue[Sequence] = queue.SimpleQueue()
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]]] = queue.SimpleQueue()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._pending = 0  # submitted but not yet admitted to the scheduler (guarded by _lock)
+        self._lock = threading.Lock()
+        self._texts: dict[int, _Text] = {}
+        self._generators: dict[int, torch.Generator] = {}
+        self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
+        self._thread.start()
+
+    # ---- requester side (event loop thread) -------------------------------------------
+    @property
+    def num_waiting(self) -> int:
+        return self._pending + self.scheduler.num_waiting
+
+    @property
+    def num_running(self) -> int:
+        return self.scheduler.num_running
+
+    def submit(
+        self,
+        prompt_ids: list[int],
+        params: SamplingParams,
+        emit: Callable[[StreamDelta], None],
+        adapter: str | None = None,
+    ) -> Sequence:
+        if self._stopping:
+            raise ModelUnloaded(f"model '{self.name}' is being unloaded")
+        if not prompt_ids:
+            raise InvalidRequest("prompt is empty after tokenization")
+        if len(prompt_ids) >= self.max_context:
+            raise InvalidRequest(
+                f"prompt has {len(prompt_ids)} tokens; model '{self.name}' accepts at most "
+                f"{self.max_context - 1}"
+            )
+        with self._lock:
+            if self.num_waiting >= self.max_waiting:
+                raise EngineOverloaded(
+                    f"model '{self.name}' has {self.num_waiting} requests waiting; retry later",
+                    retry_after=1,
+                )
+            self._pending += 1
+        seq = Sequence(prompt_ids, params, emit, adapter=adapter, max_context=self.max_context)
+        self._inbox.put(seq)
+        self._wake.set()
+        return seq
+
+    def open_stream(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+    ) -> TokenStream:
+        """Submit now (errors such as overload raise here) and return the stream of deltas."""
+        loop = asyncio.get_running_loop()
+        out: asyncio.Queue[StreamDelta] = asyncio.Queue()
+
+        def emit(delta: StreamDelta) -> None:
+            loop.call_soon_threadsafe(out.put_nowait, delta)
+
+        return TokenStream(self, self.submit(prompt_ids, params, emit, adapter), out)
+
+    async def generate(
+        self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
+    ) -> Completion:
+        start = time.perf_counter()
+        first: float | None = None
+        parts: list[str] = []
+        ids: list[int] = []
+        logprobs: list[TokenLogprob] = []
+        final = StreamDelta()
+        async for delta in self.open_stream(prompt_ids, params, adapter):
+            if first is None and delta.token_ids:
+                first = time.perf_counter() - start
+            parts.append(delta.text)
+            ids += delta.token_ids
+            logprobs += delta.logprobs
+            final = delta
+        if final.error:
+            raise ModelUnloaded(final.error) if self._stopping else GenerationFailed(final.error)
+        return Completion(
+            text="".join(parts),
+            finish_reason=final.finish_reason or "stop",
+            prompt_tokens=final.prompt_tokens,
+            completion_tokens=final.completion_tokens,
+            token_ids=ids,
+            logprobs=logprobs,
+            first_token_seconds=first,
+            total_seconds=time.perf_counter() - start,
+        )
+
+    async def run_between_steps(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the engine thread between two steps (e.g. to attach an adapter)."""
+        future: Future[Any] = Future()
+        self._calls.put((fn, future))
+        self._wake.set()
+        return await asyncio.wrap_future(future)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stopping = True
+        self._wake.set()
+        self._thread.join(timeout)
+
+    # ---- engine loop (its own thread) -------------------------------------------------
+    def _loop(self) -> None:
+        while not self._stopping:
+            self._run_calls()
+            self._admit_inbox()
+            if not self.scheduler.has_work:
+                self._wake.wait(timeout=0.5)
+                self._wake.clear()
+                continue
+            try:
+                with torch.inference_mode():
+                    self.step()
+            except Exception as exc:  # one bad step fails its requests, never the loop
+                logger.exception("engine %s step failed", self.name)
+                self._fail_running(f"internal error in model '{self.name}': {exc}")
+        self._admit_inbox()
+        self._fail_all(f"model '{self.name}' was unloaded")
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                fn, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(fn())
+            except Exception as exc:
+                future.set_exception(exc)
+
+    def _admit_inbox(self) -> None:
+        while True:
+            try:
+                seq = self._inbox.get_nowait()
+            except queue.Empty:
+                return
+            with self._lock:
+                self._pending -= 1
+                self.scheduler.add(seq)
+
+    def step(self) -> None:
+        plan = self.scheduler.schedule()
+        self._drop_cancelled(plan)
+        if plan.decode:
+            order = {sid: i for i, sid in enumerate(self.runner.rows)}
+            decode = sorted(plan.decode, key=lambda s: order[s.seq_id])
+            self._postprocess(decode, self.runner.decode(decode))
+        if plan.prefill:
+            for seq in plan.prefill:
+                self._start(seq)
+            self._postprocess(plan.prefill, self.runner.prefill(plan.prefill))
+        self.stats.num_steps += 1
+        if self.on_step:
+            self.on_step(self)
+
+    def _start(self, seq: Sequence) -> None:
+        self._texts[seq.seq_id] = _Text(
+            IncrementalDetokenizer(self.tokenizer, seq.prompt_ids),
+            StopStringMatcher(seq.params.stop),
+        )
+        if seq.params.seed is not None and not seq.params.is_greedy:
+            self._generators[seq.seq_id] = make_generator(seq.params.seed, self.runner.device)
+        self.stats.num_requests += 1
+        self.stats.num_prompt_tokens += seq.num_prompt_tokens
+
+    def _drop_cancelled(self, plan: StepPlan) -> None:
+        if not plan.cancelled:
+            return
+        self.runner.release([s.seq_id for s in plan.cancelled])
+        for seq in plan.cancelled:
+            self._close(seq, "cancelled")
+
+    def _postprocess(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
+        tokens = sample(logits, seqs, self.eos_ids, self._generators).tolist()
+        wants_logprobs = any(s.params.logprobs is not None for s in seqs)
+        done: list[Sequence] = []
+        for row, (seq, token) in enumerate(zip(seqs, tokens, strict=True)):
+            if seq.first_token_time is None:
+                seq.first_token_time = time.perf_counter()
+            lp = None
+            if wants_logprobs and seq.params.logprobs is not None:
+                lp = top_logprobs(logits[row], token, seq.params.logprobs, self.tokenizer)
+            if self._advance(seq, token, lp):
+                done.append(seq)
+        self.stats.num_generated_tokens += len(seqs)
+        self.stats.step_batch_sizes.append(len(seqs))
+        if done:
+            self.runner.release([s.seq_id for s in done])
+            for seq in done:
+                self.scheduler.finish(seq)
+
+    def _advance(self, seq: Sequence, token: int, logprob: TokenLogprob | None) -> bool:
+        """Append one token and emit its text (maybe empty); True when the sequence finished."""
+        p = seq.params
+        is_eos = token in self.eos_ids and not p.ignore_eos
+        text = self._texts[seq.seq_id]
+        seq.output_ids.append(token)
+        delta = "" if is_eos else text.stops.push(text.detok.add(token))
+        reason: FinishReason | None = None
+        if is_eos or text.stops.is_stopped:
+            reason = "stop"
+        elif seq.num_output_tokens >= p.max_tokens or seq.num_tokens >= self.max_context:
+            reason = "length"
+        if reason is not None:
+            delta += text.stops.flush()
+        seq.emit(StreamDelta(text=delta, token_ids=[token], logprobs=[logprob] if logprob else []))
+        if reason is not None:
+            self._close(seq, reason)
+        return reason is not None
+
+    def _close(self, seq: Sequence, reason: FinishReason, error: str | None = None) -> None:
+        seq.finish_reason = reason
+        self._texts.pop(seq.seq_id, None)
+        self._generators.pop(seq.seq_id, None)
+        seq.emit(
+            StreamDelta(
+                finish_reason=reason,
+                prompt_tokens=seq.num_prompt_tokens,
+                completion_tokens=seq.num_output_tokens,
+                error=error,
+            )
+        )
+
+    def _fail_running(self, message: str) -> None:
+        """After a failed step the shared cache is unusable: end every running sequence."""
+        for seq in list(self.scheduler.running):
+            self.scheduler.finish(seq)
+            self._close(seq, "error", error=message)
+        self.runner.reset()
+
+    def _fail_all(self, message: str) -> None:
+        for seq in self.scheduler.drain():
+            self._close(seq, "error", error=message)
+        self.runner.reset()

@@ -1,0 +1,117 @@
+"""Loading Hugging Face causal LMs (local directory or hub id) and PEFT LoRA adapters."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from gpt_service.errors import InvalidRequest, ModelNotFound
+
+logger = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class LoadOptions:
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    allow_pickle_weights: bool = False
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise InvalidRequest("device 'cuda' requested but no CUDA device is available")
+    return torch.device(setting)
+
+
+def resolve_dtype(setting: str, device: torch.device) -> torch.dtype:
+    if setting != "auto":
+        return _DTYPES[setting]
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.float32  # CPU half-precision matmuls are slow or missing on many CPUs
+
+
+def load_tokenizer(source: str, options: LoadOptions) -> Any:
+    tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=options.trust_remote_code)
+    if tokenizer.pad_token_id is None and tokenizer.eos_token_id is not None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model(source: str, options: LoadOptions) -> tuple[Any, Any, torch.device]:
+    """Load model and tokenizer from a directory or hub id; raise ModelNotFound if absent."""
+    device = resolve_device(options.device)
+    dtype = resolve_dtype(options.dtype, device)
+    try:
+        tokenizer = load_tokenizer(source, options)
+        model = AutoModelForCausalLM.from_pretrained(
+            source,
+            dtype=dtype,
+            trust_remote_code=options.trust_remote_code,
+            use_safetensors=None if options.allow_pickle_weights else True,
+        )
+    except OSError as exc:
+        raise ModelNotFound(f"cannot load model from '{source}': {_first_line(exc)}") from exc
+    except ValueError as exc:
+        raise InvalidRequest(
+            f"'{source}' is not a supported causal LM: {_first_line(exc)}"
+        ) from exc
+    model.to(device).eval()
+    return model, tokenizer, device
+
+
+def attach_adapter(model: Any, adapter_dir: Path, adapter_name: str) -> Any:
+    """Add a LoRA adapter; the first one wraps the model into a ``PeftModel``."""
+    from peft import PeftModel
+
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelNotFound(f"no LoRA adapter (adapter_config.json) in '{adapter_dir}'")
+    try:
+        if isinstance(model, PeftModel):
+            model.load_adapter(str(adapter_dir), adapter_name=adapter_name)
+            return model
+        return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=adapter_name).eval()
+    except (ValueError, KeyError, RuntimeError) as exc:
+        raise InvalidRequest(
+            f"adapter '{adapter_dir}' does not fit this model: {_first_line(exc)}"
+        ) from exc
+
+
+def eos_token_ids(model: Any, tokenizer: Any) -> list[int]:
+    ids: list[int] = []
+    config_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for value in (config_eos, tokenizer.eos_token_id):
+        for item in value if isinstance(value, list) else [value]:
+            if item is not None and item not in ids:
+                ids.append(int(item))
+    return ids
+
+
+def context_length(model: Any, tokenizer: Any) -> int:
+    config = model.config
+    for attr in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    limit = getattr(tokenizer, "model_max_length", 2048)
+    return limit if limit < 1_000_000 else 2048
+
+
+def count_parameters(model: Any) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -1,0 +1,86 @@
+"""Batched sampling with per-row parameters.
+
+Rows share one logits tensor ``(B, V)``; per-row loops only run for the features a row uses
+(penalties, seeds), so an all-greedy batch is a single argmax.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence as Seq
+
+import torch
+
+from gpt_service.engine.sequence import Sequence
+
+
+def _apply_penalties(logits: torch.Tensor, seqs: Seq[Sequence]) -> None:
+    for row, seq in enumerate(seqs):
+        p = seq.params
+        if p.repetition_penalty != 1.0:
+            seen = torch.tensor(sorted({*seq.prompt_ids, *seq.output_ids}), device=logits.device)
+            values = logits[row, seen]
+            penalised = torch.where(
+                values > 0, values / p.repetition_penalty, values * p.repetition_penalty
+            )
+            logits[row, seen] = penalised
+        if (p.presence_penalty or p.frequency_penalty) and seq.output_ids:
+            ids, counts = torch.tensor(seq.output_ids, device=logits.device).unique(
+                return_counts=True
+            )
+            logits[row, ids] -= p.presence_penalty + p.frequency_penalty * counts.to(logits.dtype)
+
+
+def _block_eos(logits: torch.Tensor, seqs: Seq[Sequence], eos_ids: list[int]) -> None:
+    if not eos_ids:
+        return
+    for row, seq in enumerate(seqs):
+        p = seq.params
+        if p.ignore_eos or seq.num_output_tokens < p.min_tokens:
+            logits[row, eos_ids] = float("-inf")
+
+
+def _top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
+    """Mask logits ``(B, V)`` outside each row's top-k / nucleus (k=0 and p=1 disable)."""
+    sorted_logits, order = logits.sort(dim=-1, descending=True)
+    ranks = torch.arange(logits.shape[-1], device=logits.device).expand_as(logits)
+    k = torch.where(top_k > 0, top_k, logits.shape[-1]).unsqueeze(1)
+    drop = ranks >= k
+    probs = sorted_logits.masked_fill(drop, float("-inf")).softmax(dim=-1)
+    # Drop a token when the mass before it already reaches top_p (the first token always stays).
+    drop |= (probs.cumsum(dim=-1) - probs) >= top_p.unsqueeze(1)
+    sorted_logits = sorted_logits.masked_fill(drop, float("-inf"))
+    return torch.empty_like(logits).scatter_(-1, order, sorted_logits)
+
+
+def sample(
+    logits: torch.Tensor,
+    seqs: Seq[Sequence],
+    eos_ids: list[int],
+    generators: dict[int, torch.Generator],
+) -> torch.Tensor:
+    """Pick the next token of every row; ``logits`` is ``(B, V)`` float32. Returns ``(B,)``."""
+    _apply_penalties(logits, seqs)
+    _block_eos(logits, seqs, eos_ids)
+    greedy = [s.params.is_greedy for s in seqs]
+    if all(greedy):
+        return logits.argmax(dim=-1)
+    device = logits.device
+    temps = torch.tensor([s.params.temperature or 1.0 for s in seqs], device=device)
+    top_k = torch.tensor([s.params.top_k for s in seqs], device=device)
+    top_p = torch.tensor([s.params.top_p for s in seqs], device=device)
+    scaled = logits / temps.unsqueeze(1)
+    if bool((top_k > 0).any()) or bool((top_p < 1).any()):
+        scaled = _top_k_top_p(scaled, top_k, top_p)
+    probs = scaled.softmax(dim=-1)
+    tokens = torch.multinomial(probs, 1).squeeze(1)
+    for row, seq in enumerate(seqs):
+        gen = generators.get(seq.seq_id)
+        if gen is not None:
+            tokens[row] = torch.multinomial(probs[row], 1, generator=gen)[0]
+    return torch.where(torch.tensor(greedy, device=device), logits.argmax(dim=-1), tokens)
+
+
+def make_generator(seed: int, device: torch.device) -> torch.Generator:
+    gen = torch.Generator(device=device)
+    gen.manual_seed(seed)
+    return gen

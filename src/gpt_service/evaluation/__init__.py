@@ -1,0 +1,1 @@
+"""Evaluation metrics (text metrics and perplexity) for gpt-service."""

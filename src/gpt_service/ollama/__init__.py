@@ -1,0 +1,1 @@
+"""Async client for an upstream Ollama server."""

@@ -1,0 +1,130 @@
+"""Generation as every API needs it: pick the model (or Ollama), encode, stream or complete."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from gpt_service.engine.types import Completion, SamplingParams, StreamDelta
+from gpt_service.errors import InvalidRequest, Unavailable
+
+if TYPE_CHECKING:
+    from gpt_service.engine.registry import LoadedModel, ModelRegistry
+
+
+class GenerationBackend(Protocol):
+    """Something other than the local engine that can generate (the Ollama proxy)."""
+
+    async def complete(self, job: GenerationJob) -> Completion: ...
+
+    def stream(self, job: GenerationJob) -> AsyncIterator[StreamDelta]: ...
+
+
+@dataclass
+class GenerationJob:
+    params: SamplingParams
+    model_name: str | None = None
+    prompt: str | None = None
+    messages: list[dict[str, str]] | None = None
+    prompt_ids: list[int] | None = None
+    use_ollama: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prepared:
+    model: LoadedModel
+    adapter: str | None
+    prompt_ids: list[int]
+
+    @property
+    def display_name(self) -> str:
+        if self.adapter and self.adapter != self.model.default_adapter:
+            return f"{self.model.name}:{self.adapter}"
+        return self.model.name
+
+
+class GenerationService:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        max_tokens_cap: int,
+        ollama: GenerationBackend | None = None,
+        observer: Any = None,
+    ) -> None:
+        self.registry = registry
+        self.max_tokens_cap = max_tokens_cap
+        self.ollama = ollama
+        self.observer = observer  # metrics hook: .on_completion(model, completion)
+
+    def prepare(self, job: GenerationJob) -> Prepared:
+        self._check_params(job.params)
+        model, adapter = self.registry.resolve(job.model_name)
+        if job.prompt_ids is not None:
+            ids = job.prompt_ids
+        elif job.messages is not None:
+            ids = model.encode_chat(job.messages)
+        else:
+            if not job.prompt or not job.prompt.strip():
+                raise InvalidRequest("prompt must not be empty")
+            ids = model.encode(job.prompt)
+        return Prepared(model, adapter, ids)
+
+    def _check_params(self, params: SamplingParams) -> None:
+        if params.max_tokens > self.max_tokens_cap:
+            raise InvalidRequest(
+                f"max_tokens {params.max_tokens} exceeds this server's cap of {self.max_tokens_cap}"
+            )
+        try:
+            params.validate()
+        except ValueError as exc:
+            raise InvalidRequest(str(exc)) from exc
+
+    def _backend(self) -> GenerationBackend:
+        if self.ollama is None:
+            raise Unavailable("use_ollama is set but no Ollama upstream is configured")
+        return self.ollama
+
+    async def complete(self, job: GenerationJob) -> tuple[Completion, str]:
+        """Run to the end; returns the completion and the model name that served it."""
+        if job.use_ollama:
+            return await self._backend().complete(job), job.model_name or ""
+        prepared = self.prepare(job)
+        completion = await prepared.model.engine.generate(
+            prepared.prompt_ids, job.params, prepared.adapter
+        )
+        self._observe(prepared.model.name, completion)
+        return completion, prepared.display_name
+
+    def open_stream(self, job: GenerationJob) -> tuple[AsyncIterator[StreamDelta], str]:
+        """Validate and submit now (so errors get a status code), stream later."""
+        if job.use_ollama:
+            return self._backend().stream(job), job.model_name or ""
+        prepared = self.prepare(job)
+        stream = prepared.model.engine.open_stream(
+            prepared.prompt_ids, job.params, prepared.adapter
+        )
+        return self._observed(prepared.model.name, stream), prepared.display_name
+
+    async def _observed(
+        self, model: str, stream: AsyncIterator[StreamDelta]
+    ) -> AsyncIterator[StreamDelta]:
+        start = time.perf_counter()
+        first: float | None = None
+        try:
+            async for delta in stream:
+                if first is None and delta.token_ids:
+                    first = time.perf_counter() - start
+                if delta.is_final and self.observer is not None:
+                    self.observer.on_stream_end(model, delta, first, time.perf_counter() - start)
+                yield delta
+        finally:
+            cancel = getattr(stream, "cancel", None)
+            if cancel is not None:
+                cancel()  # the client went away: free the engine slot now
+
+    def _observe(self, model: str, completion: Completion) -> None:
+        if self.observer is not None:
+            self.observer.on_completion(model, completion)

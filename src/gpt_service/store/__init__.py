@@ -1,0 +1,1 @@
+"""Persistence of training jobs and evaluation results (SQLite by default)."""

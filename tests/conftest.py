@@ -1,0 +1,56 @@
+"""Shared fixtures: settings on a temporary data directory, the app in-process, a real server."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import httpx  # noqa: E402
+import pytest  # noqa: E402
+
+from gpt_service.app import create_app  # noqa: E402
+from gpt_service.config import Settings  # noqa: E402
+from tests.server import RunningServer, start_server  # noqa: E402
+from tests.tiny_models import save_gpt2, save_llama  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A data directory holding two random-initialised models of other architectures."""
+    root = tmp_path_factory.mktemp("tiny-data")
+    save_llama(root / "models" / "tiny-llama")
+    save_gpt2(root / "models" / "tiny-gpt2")
+    return root
+
+
+def make_settings(data_dir: Path, **overrides: object) -> Settings:
+    return Settings(data_dir=data_dir, _env_file=None, **overrides)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path / "data")
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process (lifespan run, demo model loaded), over httpx's ASGI transport."""
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as c:
+            c.app = app  # type: ignore[attr-defined]
+            yield c
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
+    """A real ``gpt-service serve`` process with the demo model, shared by the e2e tests."""
+    data_dir = tmp_path_factory.mktemp("server-data")
+    with start_server(data_dir) as running:
+        yield running
