@@ -130,6 +130,12 @@ def test_bleu_equals_sacrebleu(preds: list[str], refs: list[str], tokenizer: str
     assert result.per_sample == pytest.approx(sentence)
 
 
+def test_sentence_bleu_uses_effective_order() -> None:
+    # fewer than 4 tokens: only effective order gives a perfect sentence score
+    result = bleu(["the cat", "你好"], ["the cat", "你好"])
+    assert result.per_sample == [pytest.approx(100.0), pytest.approx(100.0)]
+
+
 def test_bleu_zh_differs_from_13a_on_chinese() -> None:
     auto = bleu(ZH_PREDS, ZH_REFS)
     forced = bleu(ZH_PREDS, ZH_REFS, tokenize="13a")

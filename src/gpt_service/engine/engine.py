@@ -71,6 +71,12 @@ class TokenStream:
         finally:
             self.cancel()
 
+    async def __aenter__(self) -> TokenStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.cancel()
+
     def cancel(self) -> None:
         """Ask the loop to drop the sequence (a no-op once it has finished)."""
         if self.seq.finish_reason is None:
