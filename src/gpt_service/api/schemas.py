@@ -20,6 +20,8 @@ class SamplingFields(BaseModel):
     repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
     stop: list[str] | None = Field(None, description="stop strings (not included in the text)")
     seed: int | None = Field(None, ge=0, description="makes sampling reproducible")
+    min_tokens: int = Field(0, ge=0, description="end-of-sequence is blocked before this many")
+    ignore_eos: bool = Field(False, description="keep generating past end-of-sequence")
     use_ollama: bool = Field(False, description="send the request to the Ollama upstream")
 
     @field_validator("stop", mode="before")
@@ -36,6 +38,8 @@ class SamplingFields(BaseModel):
             repetition_penalty=self.repetition_penalty,
             stop=tuple(self.stop or ()),
             seed=self.seed,
+            min_tokens=self.min_tokens,
+            ignore_eos=self.ignore_eos,
         )
 
 

@@ -1,0 +1,120 @@
+"""HTTP load against a running server: streaming clients arriving over time."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import threading
+import time
+
+import httpx
+import psutil
+
+from bench.stats import Result
+
+
+class RssSampler:
+    """Peak RSS of a process (and its children), sampled in a background thread."""
+
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        self.process = psutil.Process(pid)
+        self.interval = interval
+        self.peak = 0
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int:
+        procs = [self.process, *self.process.children(recursive=True)]
+        return sum(p.memory_info().rss for p in procs if p.is_running())
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            value = self.rss()
+            self.samples.append(value)
+            self.peak = max(self.peak, value)
+            time.sleep(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+async def _one_request(
+    client: httpx.AsyncClient, prompt: str, new_tokens: int, result: Result
+) -> None:
+    body = {"prompt": prompt, "max_tokens": new_tokens, "temperature": 0, "ignore_eos": True}
+    start = time.perf_counter()
+    last = start
+    ttft = float("nan")
+    itls: list[float] = []
+    tokens = 0
+    async with client.stream("POST", "/generate/stream", json=body) as response:
+        response.raise_for_status()
+        async for line in response.aiter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = json.loads(line[5:])
+            now = time.perf_counter()
+            if "text" in data:
+                new = data["tokens_generated"] - tokens
+                tokens = data["tokens_generated"]
+                if tokens == new:
+                    ttft = now - start
+                else:
+                    itls += [(now - last) / max(new, 1)] * max(new, 1)
+                last = now
+            elif "finish_reason" in data:
+                tokens = data["tokens_generated"]
+    result.add_request(tokens, ttft, itls, time.perf_counter() - start)
+
+
+async def run_clients(
+    url: str,
+    prompts: list[str],
+    clients: int,
+    requests_per_client: int,
+    new_tokens: int,
+    seed: int = 0,
+) -> Result:
+    """``clients`` concurrent streams; each starts after a random delay, then loops."""
+    result = Result(f"4. service HTTP, {clients} clients", clients=clients)
+    rng = random.Random(seed)
+    limits = httpx.Limits(max_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+
+        async def worker(index: int) -> None:
+            await asyncio.sleep(rng.uniform(0, 0.5))  # arrivals spread over time
+            for j in range(requests_per_client):
+                prompt = prompts[(index * requests_per_client + j) % len(prompts)]
+                await _one_request(client, prompt, new_tokens, result)
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+        result.wall = time.perf_counter() - start
+    return result
+
+
+async def soak(
+    url: str, prompts: list[str], clients: int, seconds: float, new_tokens: int
+) -> Result:
+    """Keep ``clients`` streams busy for ``seconds`` (memory-boundedness check)."""
+    result = Result(f"soak {seconds:.0f}s, {clients} clients", clients=clients)
+    deadline = time.perf_counter() + seconds
+    async with httpx.AsyncClient(base_url=url, timeout=600) as client:
+
+        async def worker(index: int) -> None:
+            j = 0
+            while time.perf_counter() < deadline:
+                await _one_request(client, prompts[(index + j) % len(prompts)], new_tokens, result)
+                j += 1
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker(i) for i in range(clients)))
+        result.wall = time.perf_counter() - start
+    return result
