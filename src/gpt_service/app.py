@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 
 from gpt_service import __version__
 from gpt_service.api import generation, models, system
+from gpt_service.api import metrics as metrics_api
 from gpt_service.api.errors import install_error_handlers
+from gpt_service.api.middleware import (
+    ApiKeyMiddleware,
+    BodyLimitMiddleware,
+    RequestContextMiddleware,
+)
+from gpt_service.api.security import install_openapi_security
 from gpt_service.config import Settings
+from gpt_service.services.metrics import Metrics
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +53,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.store = JobStore(settings.db_path)
     registry = ModelRegistry(settings)
     app.state.registry = registry
-    app.state.generation = GenerationService(registry, settings.limits.max_tokens)
+    app.state.generation = GenerationService(
+        registry, settings.limits.max_tokens, observer=app.state.metrics
+    )
     app.state.is_ready = False
     loader = asyncio.create_task(_load_default_model(app, settings))
     if settings.wait_for_default_model:
@@ -61,6 +69,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
+    if settings.environment == "prod" and not settings.api_keys and not settings.allow_open_prod:
+        raise RuntimeError(
+            "refusing to start in the prod environment without API keys: set "
+            "GPT_SERVICE_API_KEYS, or GPT_SERVICE_ALLOW_OPEN_PROD=true to run open on purpose"
+        )
     app = FastAPI(
         title="GPT Service",
         version=__version__,
@@ -70,13 +83,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     install_error_handlers(app)
 
-    @app.middleware("http")
-    async def request_id(request: Request, call_next: Any) -> Any:
-        rid = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
-        request.state.request_id = rid
-        response = await call_next(request)
-        response.headers["X-Request-ID"] = rid
-        return response
+    app.state.metrics = Metrics(lambda: app.state)
+    # Added last = outermost: request id and metrics see every response, 401 and 413 included.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
+    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, docs_open=settings.docs_open)
+    app.add_middleware(RequestContextMiddleware, observer=app.state.metrics)
+    install_openapi_security(app, bool(settings.api_keys))
+    app.include_router(metrics_api.router)
 
     for router in (system.router, models.router, generation.router):
         app.include_router(router)

@@ -57,6 +57,7 @@ class Settings(BaseSettings):
     ollama_timeout_seconds: float = 300.0
     api_keys: list[str] = Field(default_factory=list)
     allow_open_prod: bool = False
+    docs_open: bool = True  # /docs and /openapi.json reachable without a key
     log_level: str = "INFO"
     shutdown_grace_seconds: float = 10.0
 

@@ -1,0 +1,135 @@
+"""Prometheus metrics (prometheus-client), one registry per app so tests can build many apps."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from gpt_service.engine.types import Completion, StreamDelta
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
+TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
+
+
+class _StateCollector(Collector):
+    """Gauges read at scrape time from the live services (no bookkeeping on the hot path)."""
+
+    def __init__(self, state: Callable[[], Any]) -> None:
+        self.state = state
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        state = self.state()
+        registry = getattr(state, "registry", None)
+        queue = GaugeMetricFamily("gpt_queue_depth", "requests waiting per model", labels=["model"])
+        running = GaugeMetricFamily(
+            "gpt_running_sequences", "sequences in the running batch", labels=["model"]
+        )
+        loaded = GaugeMetricFamily("gpt_loaded_models", "models loaded")
+        models = list(registry.models.values()) if registry else []
+        for m in models:
+            queue.add_metric([m.name], m.engine.num_waiting)
+            running.add_metric([m.name], m.engine.num_running)
+        loaded.add_metric([], len(models))
+        yield from (queue, running, loaded)
+        store = getattr(state, "store", None)
+        if store is not None:
+            jobs = GaugeMetricFamily(
+                "gpt_jobs", "training and evaluation jobs by status", labels=["kind", "status"]
+            )
+            for kind in ("train", "eval"):
+                for status, count in store.count_by_status(kind).items():
+                    jobs.add_metric([kind, status], count)
+            yield jobs
+        ollama = getattr(state, "ollama", None)
+        stats = getattr(ollama, "counters", None)
+        if stats is not None:
+            proxied = GaugeMetricFamily(
+                "gpt_ollama_proxied", "proxied Ollama calls", labels=["kind"]
+            )
+            for key, value in stats().items():
+                if isinstance(value, int | float):
+                    proxied.add_metric([key], value)
+            yield proxied
+
+
+class Metrics:
+    def __init__(self, state: Callable[[], Any]) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter(
+            "gpt_http_requests", "HTTP requests", ["method", "route", "status"], registry=r
+        )
+        self.latency = Histogram(
+            "gpt_http_request_duration_seconds",
+            "HTTP latency",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.prompt_tokens = Counter("gpt_prompt_tokens", "prompt tokens", ["model"], registry=r)
+        self.generated_tokens = Counter(
+            "gpt_generated_tokens", "generated tokens", ["model"], registry=r
+        )
+        self.generations = Counter(
+            "gpt_generations", "finished generations", ["model", "finish_reason"], registry=r
+        )
+        self.ttft = Histogram(
+            "gpt_time_to_first_token_seconds",
+            "time to first token",
+            ["model"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.itl = Histogram(
+            "gpt_inter_token_latency_seconds",
+            "mean time between tokens of a request",
+            ["model"],
+            buckets=TOKEN_BUCKETS,
+            registry=r,
+        )
+        r.register(_StateCollector(state))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    # ---- hooks ---------------------------------------------------------------------------
+    def on_http(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.latency.labels(method, route).observe(seconds)
+
+    def _record(
+        self,
+        model: str,
+        prompt: int,
+        generated: int,
+        reason: str,
+        first: float | None,
+        total: float,
+    ) -> None:
+        self.prompt_tokens.labels(model).inc(prompt)
+        self.generated_tokens.labels(model).inc(generated)
+        self.generations.labels(model, reason).inc()
+        if first is not None:
+            self.ttft.labels(model).observe(first)
+            if generated > 1:
+                self.itl.labels(model).observe((total - first) / (generated - 1))
+
+    def on_completion(self, model: str, c: Completion) -> None:
+        self._record(
+            model,
+            c.prompt_tokens,
+            c.completion_tokens,
+            c.finish_reason,
+            c.first_token_seconds,
+            c.total_seconds,
+        )
+
+    def on_stream_end(
+        self, model: str, final: StreamDelta, first: float | None, total: float
+    ) -> None:
+        reason = final.finish_reason or "stop"
+        self._record(model, final.prompt_tokens, final.completion_tokens, reason, first, total)
