@@ -18,7 +18,7 @@ from gpt_service.api.middleware import (
     BodyLimitMiddleware,
     RequestContextMiddleware,
 )
-from gpt_service.api.security import install_openapi_security
+from gpt_service.api.openapi import install_openapi
 from gpt_service.config import Settings
 from gpt_service.services.metrics import Metrics
 
@@ -88,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, docs_open=settings.docs_open)
     app.add_middleware(RequestContextMiddleware, observer=app.state.metrics)
-    install_openapi_security(app, bool(settings.api_keys))
+    install_openapi(app, bool(settings.api_keys))
     app.include_router(metrics_api.router)
 
     for router in (system.router, models.router, generation.router):

@@ -100,24 +100,25 @@ class BodyLimitMiddleware:
             await _send_json(send, 413, error_body(scope["path"], 413, message), {})
             return
         received = 0
+        rejected = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, rejected
             msg = await receive()
-            if msg["type"] == "http.request":
+            if msg["type"] == "http.request" and not rejected:
                 received += len(msg.get("body", b""))
                 if received > self.max_bytes:
-                    raise BodyTooLarge(message)
+                    # Answer 413 now; the app sees a disconnect and its response is dropped.
+                    rejected = True
+                    await _send_json(send, 413, error_body(scope["path"], 413, message), {})
+                    return {"type": "http.disconnect"}
             return msg
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except BodyTooLarge:
-            await _send_json(send, 413, error_body(scope["path"], 413, message), {})
+        async def guarded_send(msg: Message) -> None:
+            if not rejected:
+                await send(msg)
 
-
-class BodyTooLarge(Exception):
-    pass
+        await self.app(scope, limited_receive, guarded_send)
 
 
 class ApiKeyMiddleware:
