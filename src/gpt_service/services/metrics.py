@@ -5,7 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -92,6 +98,7 @@ class Metrics:
             registry=r,
         )
         r.register(_StateCollector(state))
+        ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU seconds, open fds
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
