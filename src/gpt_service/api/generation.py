@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -111,7 +110,7 @@ async def batch(body: BatchRequest, service: GenerationDep, settings: SettingsDe
         for p in body.prompts
     ]
     # All prompts are submitted at once, so the engine batches them into shared forward passes.
-    outcomes = await asyncio.gather(*(service.complete(job) for job in jobs))
+    outcomes = await service.complete_many(jobs)
     results = [_response(c, name) for c, name in outcomes]
     return BatchResponse(
         results=results,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -97,6 +98,14 @@ class GenerationService:
         )
         self._observe(prepared.model.name, completion)
         return completion, prepared.display_name
+
+    async def complete_many(self, jobs: list[GenerationJob]) -> list[tuple[Completion, str]]:
+        """Validate every job first (one bad prompt rejects the whole call before any work),
+        then submit them all at once so the engine batches them."""
+        if not any(job.use_ollama for job in jobs):
+            for job in jobs:
+                self.prepare(job)
+        return list(await asyncio.gather(*(self.complete(job) for job in jobs)))
 
     def open_stream(self, job: GenerationJob) -> tuple[AsyncIterator[StreamDelta], str]:
         """Validate and submit now (so errors get a status code), stream later."""
