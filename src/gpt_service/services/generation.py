@@ -92,20 +92,23 @@ class GenerationService:
         """Run to the end; returns the completion and the model name that served it."""
         if job.use_ollama:
             return await self._backend().complete(job), job.model_name or ""
-        prepared = self.prepare(job)
-        completion = await prepared.model.engine.generate(
-            prepared.prompt_ids, job.params, prepared.adapter
-        )
+        return await self._run(self.prepare(job), job)
+
+    async def _run(self, prepared: Prepared, job: GenerationJob) -> tuple[Completion, str]:
+        engine = prepared.model.engine
+        completion = await engine.generate(prepared.prompt_ids, job.params, prepared.adapter)
         self._observe(prepared.model.name, completion)
         return completion, prepared.display_name
 
     async def complete_many(self, jobs: list[GenerationJob]) -> list[tuple[Completion, str]]:
         """Validate every job first (one bad prompt rejects the whole call before any work),
         then submit them all at once so the engine batches them."""
-        if not any(job.use_ollama for job in jobs):
-            for job in jobs:
-                self.prepare(job)
-        return list(await asyncio.gather(*(self.complete(job) for job in jobs)))
+        if any(job.use_ollama for job in jobs):
+            return list(await asyncio.gather(*(self.complete(job) for job in jobs)))
+        prepared = [self.prepare(job) for job in jobs]
+        return list(
+            await asyncio.gather(*(self._run(p, j) for p, j in zip(prepared, jobs, strict=True)))
+        )
 
     def open_stream(self, job: GenerationJob) -> tuple[AsyncIterator[StreamDelta], str]:
         """Validate and submit now (so errors get a status code), stream later."""
