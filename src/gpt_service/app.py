@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from gpt_service import __version__
 from gpt_service.api import generation, models, system
 from gpt_service.api import metrics as metrics_api
+from gpt_service.api import training as training_api
 from gpt_service.api.errors import install_error_handlers
 from gpt_service.api.middleware import (
     ApiKeyMiddleware,
@@ -47,6 +48,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from gpt_service.engine.registry import ModelRegistry
     from gpt_service.services.generation import GenerationService
     from gpt_service.store.sqlite import JobStore
+    from gpt_service.training.jobs import JobManager
 
     settings: Settings = app.state.settings
     settings.ensure_dirs()
@@ -56,6 +58,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.generation = GenerationService(
         registry, settings.limits.max_tokens, observer=app.state.metrics
     )
+    app.state.jobs = JobManager(settings, app.state.store, registry)
+    await app.state.jobs.start()
     app.state.is_ready = False
     loader = asyncio.create_task(_load_default_model(app, settings))
     if settings.wait_for_default_model:
@@ -64,6 +68,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         loader.cancel()
+        await app.state.jobs.stop()
         await registry.close()
 
 
@@ -90,6 +95,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, observer=app.state.metrics)
     install_openapi(app, bool(settings.api_keys))
     app.include_router(metrics_api.router)
+    app.include_router(training_api.router)
 
     for router in (system.router, models.router, generation.router):
         app.include_router(router)

@@ -56,6 +56,61 @@ def serve(
     )
 
 
+@app.command()
+def train(
+    base_model: Annotated[
+        str | None, typer.Argument(help="loaded-model name, model directory or hub id")
+    ] = None,
+    dataset_path: Annotated[
+        str | None, typer.Argument(help="json/jsonl/csv file (data dir or bundled demo data)")
+    ] = None,
+    output_dir: Annotated[
+        str | None, typer.Option(help="adapter directory in the data dir")
+    ] = None,
+    num_epochs: Annotated[float | None, typer.Option(help="epochs")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="examples per step and process")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="peak learning rate")] = None,
+    dataset_format: Annotated[str | None, typer.Option(help="auto | json | jsonl | csv")] = None,
+    lora_r: Annotated[int | None, typer.Option(help="LoRA rank")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA alpha")] = None,
+    max_seq_length: Annotated[int | None, typer.Option(help="cut longer examples")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="stop after this many steps")] = None,
+    save_steps: Annotated[int | None, typer.Option(help="checkpoint interval")] = None,
+    eval_split: Annotated[float | None, typer.Option(help="held-out fraction")] = None,
+    num_processes: Annotated[int | None, typer.Option(help=">1: torchrun data-parallel")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an adapter in output_dir")] = False,
+    resume: Annotated[str | None, typer.Option(help="resume this job id instead")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="data directory")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+) -> None:
+    """Fine-tune a LoRA adapter in the foreground, with a progress bar (same job store)."""
+    from pydantic import ValidationError
+
+    from gpt_service.training.config import TrainJobSpec
+    from gpt_service.training.local import run_local
+
+    logging.basicConfig(level="WARNING")
+    settings = _settings(data_dir=data_dir, device=device)
+    if resume:
+        raise typer.Exit(run_local(settings, resume_id=resume))
+    options = {
+        "base_model": base_model, "dataset_path": dataset_path, "output_dir": output_dir,
+        "num_epochs": num_epochs, "batch_size": batch_size, "learning_rate": learning_rate,
+        "dataset_format": dataset_format, "lora_r": lora_r, "lora_alpha": lora_alpha,
+        "max_seq_length": max_seq_length, "max_steps": max_steps, "save_steps": save_steps,
+        "eval_split": eval_split, "num_processes": num_processes, "seed": seed,
+    }  # fmt: skip
+    try:
+        spec = TrainJobSpec(
+            **{k: v for k, v in options.items() if v is not None}, overwrite=overwrite
+        )
+    except ValidationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    raise typer.Exit(run_local(settings, spec))
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
