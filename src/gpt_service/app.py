@@ -10,7 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gpt_service import __version__
-from gpt_service.api import generation, models, system
+from gpt_service.api import generation, models, openai, system
 from gpt_service.api import metrics as metrics_api
 from gpt_service.api import training as training_api
 from gpt_service.api.errors import install_error_handlers
@@ -45,7 +45,9 @@ async def _load_default_model(app: FastAPI, settings: Settings) -> None:
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from gpt_service.engine.embeddings import embed as embed_texts
     from gpt_service.engine.registry import ModelRegistry
+    from gpt_service.services.embeddings import EmbeddingService
     from gpt_service.services.generation import GenerationService
     from gpt_service.store.sqlite import JobStore
     from gpt_service.training.jobs import JobManager
@@ -57,6 +59,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.registry = registry
     app.state.generation = GenerationService(
         registry, settings.limits.max_tokens, observer=app.state.metrics
+    )
+    app.state.embeddings = EmbeddingService(
+        registry, embed_texts, settings.limits.max_batch_prompts
     )
     app.state.jobs = JobManager(settings, app.state.store, registry)
     await app.state.jobs.start()
@@ -97,6 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(metrics_api.router)
     app.include_router(training_api.router)
 
-    for router in (system.router, models.router, generation.router):
+    for router in (system.router, models.router, generation.router, openai.router):
         app.include_router(router)
     return app

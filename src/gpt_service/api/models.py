@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
 
 from gpt_service.api.deps import RegistryDep
 from gpt_service.api.schemas import (
@@ -16,6 +17,15 @@ from gpt_service.api.schemas import (
 )
 
 router = APIRouter(prefix="/models", tags=["models"])
+
+
+class AddAdapterRequest(BaseModel):
+    adapter_path: str = Field(..., min_length=1, description="LoRA adapter directory")
+    adapter_name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$",
+        description="name used as 'model:adapter' (default: the directory name)",
+    )
 
 
 def _detail(registry: RegistryDep, name: str) -> ModelDetail:
@@ -67,5 +77,22 @@ async def switch_model(registry: RegistryDep, model_name: str = Query(...)) -> S
     return StatusResponse(
         status="success",
         message=f"current model is now '{model_name}'",
+        current_model=registry.current,
+    )
+
+
+@router.post(
+    "/{model_name}/adapters",
+    response_model=StatusResponse,
+    summary="Add a LoRA adapter to a loaded model, for per-request use as 'model:adapter'",
+)
+async def add_adapter(
+    model_name: str, body: AddAdapterRequest, registry: RegistryDep
+) -> StatusResponse:
+    adapter = await registry.add_adapter(model_name, body.adapter_path, body.adapter_name)
+    return StatusResponse(
+        status="success",
+        message=f"adapter '{adapter}' added; use it as '{model_name}:{adapter}'",
+        model=_detail(registry, model_name),
         current_model=registry.current,
     )

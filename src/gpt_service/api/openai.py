@@ -1,0 +1,290 @@
+"""OpenAI-compatible API: /v1/models, /v1/completions, /v1/chat/completions, /v1/embeddings.
+
+Same engine, models and adapters as the native API: ``model`` is a loaded model or
+``model:adapter``. Every choice of ``n`` is its own engine sequence, submitted together so
+they share forward passes. Errors under ``/v1`` use OpenAI's error object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from sse_starlette.sse import EventSourceResponse
+
+from gpt_service.api.deps import GenerationDep, RegistryDep, SettingsDep
+from gpt_service.api.errors import ERROR_SHAPES
+from gpt_service.api.openai_format import (
+    ERROR_RESPONSES,
+    ChatChoice,
+    ChatCompletionResponse,
+    ChatMessageOut,
+    CompletionChoice,
+    CompletionResponse,
+    EmbeddingData,
+    EmbeddingResponse,
+    EmbeddingUsage,
+    ModelCard,
+    ModelList,
+    Usage,
+    chat_logprobs,
+    completion_logprobs,
+    finish_reason,
+    new_id,
+    now,
+    openai_error,
+)
+from gpt_service.api.openai_schemas import (
+    ChatCompletionRequest,
+    CompletionRequest,
+    EmbeddingRequest,
+)
+from gpt_service.api.openai_stream import (
+    StreamMeta,
+    Streams,
+    chat_events,
+    close_streams,
+    completion_events,
+)
+from gpt_service.config import Settings
+from gpt_service.engine.types import Completion
+from gpt_service.errors import InvalidRequest, ModelNotFound
+from gpt_service.services.embeddings import EmbeddingService
+from gpt_service.services.generation import GenerationJob, GenerationService
+
+router = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
+ERROR_SHAPES["/v1"] = openai_error
+
+SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"}
+}
+
+
+def get_embeddings(request: Request) -> EmbeddingService:
+    return request.app.state.embeddings
+
+
+EmbeddingsDep = Annotated[EmbeddingService, Depends(get_embeddings)]
+
+
+# ---- models --------------------------------------------------------------------------------
+def _model_cards(registry: RegistryDep) -> list[ModelCard]:
+    cards = []
+    for loaded in registry.models.values():
+        created = int(datetime.fromisoformat(loaded.info.loaded_at).timestamp())
+        cards.append(ModelCard(id=loaded.name, created=created, root=loaded.name))
+        for adapter in loaded.adapters:
+            model_id = f"{loaded.name}:{adapter}"
+            cards.append(
+                ModelCard(id=model_id, created=created, root=loaded.name, parent=loaded.name)
+            )
+    return cards
+
+
+@router.get("/models", response_model=ModelList, summary="Loaded models and their adapters")
+async def list_models(registry: RegistryDep) -> ModelList:
+    return ModelList(data=_model_cards(registry))
+
+
+@router.get("/models/{model_id}", response_model=ModelCard, summary="One model or model:adapter")
+async def get_model(model_id: str, registry: RegistryDep) -> ModelCard:
+    for card in _model_cards(registry):
+        if card.id == model_id:
+            return card
+    raise ModelNotFound(f"model '{model_id}' does not exist")
+
+
+# ---- generation helpers ----------------------------------------------------------------------
+def _max_tokens(requested: int | None, settings: Settings) -> int:
+    return requested if requested is not None else settings.limits.max_tokens
+
+
+def _check_num_sequences(count: int, settings: Settings) -> None:
+    cap = settings.limits.max_batch_prompts
+    if count > cap:
+        raise InvalidRequest(
+            f"n: {count} sequences (prompts x n) exceed this server's cap of {cap}"
+        )
+
+
+def _check_token_ids(registry: RegistryDep, model: str | None, prompts: list[list[int]]) -> None:
+    """Out-of-vocabulary ids would fail the whole engine step, so refuse them here."""
+    loaded, _ = registry.resolve(model)
+    vocab = len(loaded.tokenizer)
+    vocab = min(vocab, getattr(loaded.model.config, "vocab_size", None) or vocab)
+    for i, ids in enumerate(prompts):
+        bad = next((t for t in ids if not 0 <= t < vocab), None)
+        if bad is not None:
+            raise InvalidRequest(
+                f"prompt: token id {bad} in prompt {i} is outside the vocabulary (0..{vocab - 1})"
+            )
+
+
+async def _complete_all(
+    service: GenerationService, jobs: list[GenerationJob]
+) -> list[tuple[Completion, str]]:
+    """Submit every job at once (they batch); the first failure cancels the rest."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(service.complete(job)) for job in jobs]
+    except BaseExceptionGroup as errors:
+        first: BaseException = errors
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
+
+
+async def _open_streams(
+    service: GenerationService, jobs: list[GenerationJob]
+) -> tuple[Streams, str]:
+    """Submit every job now, so a bad request still gets its status code before the stream."""
+    streams: Streams = []
+    name = ""
+    try:
+        for job in jobs:
+            stream, name = service.open_stream(job)
+            streams.append(stream)
+    except Exception:
+        await close_streams(streams)
+        raise
+    return streams, name
+
+
+def _sse(events: Any) -> EventSourceResponse:
+    return EventSourceResponse(events, sep="\n", ping=15)
+
+
+# ---- /v1/completions ---------------------------------------------------------------------------
+@router.post(
+    "/completions",
+    response_model=CompletionResponse,
+    responses=SSE_RESPONSE,
+    summary="Text completion (legacy)",
+)
+async def completions(
+    body: CompletionRequest,
+    service: GenerationDep,
+    registry: RegistryDep,
+    settings: SettingsDep,
+) -> Any:
+    prompts = body.prompts()
+    _check_num_sequences(len(prompts) * body.n, settings)
+    is_ids = isinstance(prompts[0], list)
+    if is_ids:
+        _check_token_ids(registry, body.model, prompts)  # type: ignore[arg-type]
+    max_tokens = _max_tokens(body.max_tokens, settings)
+    jobs = [
+        GenerationJob(
+            body.sampling(max_tokens, body.logprobs, i),
+            body.model,
+            prompt=None if is_ids else p,  # type: ignore[arg-type]
+            prompt_ids=p if is_ids else None,  # type: ignore[arg-type]
+        )
+        for p in prompts
+        for i in range(body.n)
+    ]
+    with_logprobs = body.logprobs is not None
+    if body.stream:
+        streams, name = await _open_streams(service, jobs)
+        meta = StreamMeta(new_id("cmpl"), now(), name, body.n, body.include_usage, with_logprobs)
+        return _sse(completion_events(streams, meta))
+    outcomes = await _complete_all(service, jobs)
+    choices = [
+        CompletionChoice(
+            index=k,
+            text=c.text,
+            logprobs=completion_logprobs(c.logprobs) if with_logprobs else None,
+            finish_reason=finish_reason(c.finish_reason),
+        )
+        for k, (c, _) in enumerate(outcomes)
+    ]
+    return CompletionResponse(
+        id=new_id("cmpl"),
+        created=now(),
+        model=outcomes[0][1],
+        choices=choices,
+        usage=_usage(outcomes, body.n),
+    )
+
+
+def _usage(outcomes: list[tuple[Completion, str]], n: int) -> Usage:
+    """A prompt counts once however many choices it has."""
+    prompt_tokens = sum(c.prompt_tokens for c, _ in outcomes[::n])
+    return Usage.of(prompt_tokens, sum(c.completion_tokens for c, _ in outcomes))
+
+
+# ---- /v1/chat/completions ----------------------------------------------------------------------
+@router.post(
+    "/chat/completions",
+    response_model=ChatCompletionResponse,
+    responses=SSE_RESPONSE,
+    summary="Chat completion",
+)
+async def chat_completions(
+    body: ChatCompletionRequest, service: GenerationDep, settings: SettingsDep
+) -> Any:
+    _check_num_sequences(body.n, settings)
+    max_tokens = _max_tokens(body.max_completion_tokens or body.max_tokens, settings)
+    messages = body.engine_messages()
+    jobs = [
+        GenerationJob(
+            body.sampling(max_tokens, body.num_logprobs, i), body.model, messages=messages
+        )
+        for i in range(body.n)
+    ]
+    if body.stream:
+        streams, name = await _open_streams(service, jobs)
+        meta = StreamMeta(
+            new_id("chatcmpl"), now(), name, body.n, body.include_usage, body.logprobs
+        )
+        return _sse(chat_events(streams, meta))
+    outcomes = await _complete_all(service, jobs)
+    choices = [
+        ChatChoice(
+            index=k,
+            message=ChatMessageOut(content=c.text),
+            logprobs=chat_logprobs(c.logprobs) if body.logprobs else None,
+            finish_reason=finish_reason(c.finish_reason) or "stop",
+        )
+        for k, (c, _) in enumerate(outcomes)
+    ]
+    return ChatCompletionResponse(
+        id=new_id("chatcmpl"),
+        created=now(),
+        model=outcomes[0][1],
+        choices=choices,
+        usage=_usage(outcomes, body.n),
+    )
+
+
+# ---- /v1/embeddings ----------------------------------------------------------------------------
+def _encode(vector: list[float], encoding_format: str) -> list[float] | str:
+    if encoding_format == "base64":  # little-endian float32, as the SDKs decode it
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
+    return vector
+
+
+@router.post(
+    "/embeddings",
+    response_model=EmbeddingResponse,
+    summary="Embeddings (mean-pooled last hidden states, L2-normalised by default)",
+)
+async def embeddings(body: EmbeddingRequest, service: EmbeddingsDep) -> EmbeddingResponse:
+    output, name = await service.embed(body.model, body.texts, body.normalize)
+    size = len(output.vectors[0])
+    if body.dimensions is not None and body.dimensions != size:
+        raise InvalidRequest(
+            f"dimensions: model '{name}' gives {size}-dimensional embeddings; "
+            "other sizes are not supported"
+        )
+    data = [
+        EmbeddingData(index=i, embedding=_encode(v, body.encoding_format))
+        for i, v in enumerate(output.vectors)
+    ]
+    usage = EmbeddingUsage(prompt_tokens=output.num_tokens, total_tokens=output.num_tokens)
+    return EmbeddingResponse(data=data, model=name, usage=usage)
