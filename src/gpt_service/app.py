@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from gpt_service import __version__
+from gpt_service.api import evaluation as evaluation_api
 from gpt_service.api import generation, models, openai, system
 from gpt_service.api import metrics as metrics_api
 from gpt_service.api import training as training_api
@@ -47,6 +48,7 @@ async def _load_default_model(app: FastAPI, settings: Settings) -> None:
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from gpt_service.engine.embeddings import embed as embed_texts
     from gpt_service.engine.registry import ModelRegistry
+    from gpt_service.evaluation.runner import EvaluationManager
     from gpt_service.services.embeddings import EmbeddingService
     from gpt_service.services.generation import GenerationService
     from gpt_service.store.sqlite import JobStore
@@ -65,6 +67,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     )
     app.state.jobs = JobManager(settings, app.state.store, registry)
     await app.state.jobs.start()
+    app.state.evaluator = EvaluationManager(
+        settings, app.state.store, registry, app.state.generation
+    )
+    await app.state.evaluator.start()
     app.state.is_ready = False
     loader = asyncio.create_task(_load_default_model(app, settings))
     if settings.wait_for_default_model:
@@ -73,6 +79,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         loader.cancel()
+        await app.state.evaluator.stop()
         await app.state.jobs.stop()
         await registry.close()
 
@@ -100,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, observer=app.state.metrics)
     install_openapi(app, bool(settings.api_keys))
     app.include_router(metrics_api.router)
+    app.include_router(evaluation_api.router)
     app.include_router(training_api.router)
 
     for router in (system.router, models.router, generation.router, openai.router):

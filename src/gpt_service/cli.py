@@ -111,6 +111,48 @@ def train(
     raise typer.Exit(run_local(settings, spec))
 
 
+@app.command()
+def evaluate(
+    dataset: Annotated[str, typer.Option(help="json/jsonl/csv file (path, or in data/demo dir)")],
+    model_path: Annotated[str, typer.Option(help="model directory, or 'demo'")] = "demo",
+    adapter: Annotated[str | None, typer.Option(help="LoRA adapter directory")] = None,
+    metrics: Annotated[
+        str, typer.Option(help="comma-separated")
+    ] = "perplexity,exact_match,bleu,rouge,chrf",
+    max_samples: Annotated[int | None, typer.Option(help="only the first N samples")] = None,
+    max_tokens: Annotated[int, typer.Option(help="new tokens per prediction")] = 128,
+    temperature: Annotated[float, typer.Option(help="0 is greedy")] = 0.0,
+    chat_template: Annotated[bool, typer.Option(help="wrap inputs in the chat template")] = True,
+    bleu_tokenize: Annotated[str | None, typer.Option(help="13a | zh | intl | char")] = None,
+    ignore_case: Annotated[bool, typer.Option(help="exact_match ignores case")] = False,
+    ignore_punctuation: Annotated[bool, typer.Option(help="exact_match ignores punct.")] = False,
+    output: Annotated[Path | None, typer.Option(help="write the full results as JSON")] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="data directory (job store)")] = None,
+    device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
+) -> None:
+    """Evaluate a model (and adapter) on a dataset locally, with a progress bar and scores."""
+    from pydantic import ValidationError
+
+    from gpt_service.evaluation.local import LocalPaths, run_local_evaluation
+    from gpt_service.evaluation.spec import EvalRequest
+
+    logging.basicConfig(level="WARNING")
+    paths = LocalPaths.from_cli(model_path, adapter, dataset)
+    options = {
+        "dataset_path": paths.dataset, "metrics": [m.strip() for m in metrics.split(",")],
+        "max_samples": max_samples, "max_tokens": max_tokens, "temperature": temperature,
+        "use_chat_template": chat_template, "bleu_tokenize": bleu_tokenize,
+        "ignore_case": ignore_case, "ignore_punctuation": ignore_punctuation,
+    }  # fmt: skip
+    try:
+        request = EvalRequest(**{k: v for k, v in options.items() if v is not None})
+    except ValidationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from None
+    settings = _settings(data_dir=data_dir, device=device)
+    raise typer.Exit(run_local_evaluation(settings, paths, request, output))
+
+
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     app()
