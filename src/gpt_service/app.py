@@ -11,7 +11,7 @@ from fastapi import FastAPI
 
 from gpt_service import __version__
 from gpt_service.api import evaluation as evaluation_api
-from gpt_service.api import generation, models, openai, system
+from gpt_service.api import generation, models, ollama_api, ollama_proxy, openai, system
 from gpt_service.api import metrics as metrics_api
 from gpt_service.api import training as training_api
 from gpt_service.api.errors import install_error_handlers
@@ -49,8 +49,11 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from gpt_service.engine.embeddings import embed as embed_texts
     from gpt_service.engine.registry import ModelRegistry
     from gpt_service.evaluation.runner import EvaluationManager
+    from gpt_service.ollama.backend import OllamaBackend
+    from gpt_service.ollama.client import OllamaClient
     from gpt_service.services.embeddings import EmbeddingService
     from gpt_service.services.generation import GenerationService
+    from gpt_service.services.ollama_catalog import OllamaCatalog
     from gpt_service.store.sqlite import JobStore
     from gpt_service.training.jobs import JobManager
 
@@ -59,8 +62,18 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     app.state.store = JobStore(settings.db_path)
     registry = ModelRegistry(settings)
     app.state.registry = registry
+    ollama = OllamaClient(
+        settings.ollama_base_url,
+        settings.ollama_timeout_seconds,
+        settings.ollama_connect_timeout_seconds,
+    )
+    app.state.ollama = ollama
+    app.state.ollama_catalog = OllamaCatalog(registry, settings)
     app.state.generation = GenerationService(
-        registry, settings.limits.max_tokens, observer=app.state.metrics
+        registry,
+        settings.limits.max_tokens,
+        ollama=OllamaBackend(ollama),
+        observer=app.state.metrics,
     )
     app.state.embeddings = EmbeddingService(
         registry, embed_texts, settings.limits.max_batch_prompts
@@ -82,6 +95,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await app.state.evaluator.stop()
         await app.state.jobs.stop()
         await registry.close()
+        await ollama.aclose()
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -112,4 +126,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     for router in (system.router, models.router, generation.router, openai.router):
         app.include_router(router)
+    app.include_router(ollama_proxy.router)
+    app.include_router(ollama_api.router)
     return app

@@ -54,7 +54,8 @@ class Settings(BaseSettings):
     trust_remote_code: bool = False
     allow_pickle_weights: bool = False
     ollama_base_url: str = "http://localhost:11434"
-    ollama_timeout_seconds: float = 300.0
+    ollama_timeout_seconds: float = 300.0  # read timeout: longest silence of the upstream
+    ollama_connect_timeout_seconds: float = 5.0
     api_keys: list[str] = Field(default_factory=list)
     allow_open_prod: bool = False
     docs_open: bool = True  # /docs and /openapi.json reachable without a key
