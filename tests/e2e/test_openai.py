@@ -35,6 +35,21 @@ def save_random_lora(model_dir: Path, adapter_dir: Path) -> None:
     get_peft_model(model, config).save_pretrained(adapter_dir)
 
 
+def local_greedy_tokens(model_dir: Path, adapter_dir: Path, prompt: str, num: int) -> list[str]:
+    """The reference: transformers + PEFT in this process, greedy, EOS blocked like ignore_eos."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    model = PeftModel.from_pretrained(model, adapter_dir).eval()
+    ids = tokenizer(prompt, return_tensors="pt").input_ids
+    out = model.generate(
+        ids, max_new_tokens=num, min_new_tokens=num, do_sample=False, pad_token_id=0
+    )
+    return [tokenizer.decode([i]) for i in out[0, ids.shape[1] :].tolist()]
+
+
 @pytest.fixture(scope="module")
 def oai_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("openai-data")
@@ -219,30 +234,47 @@ async def test_per_request_adapter_in_the_same_batch(oai_server: RunningServer, 
         base_url=f"{oai_server.url}/v1", api_key="x", max_retries=0, timeout=120
     )
 
-    async def greedy(model: str) -> tuple[str, str]:
+    async def greedy(model: str, logprobs: int | None = None) -> tuple[str, str]:
         response = await async_client.completions.create(
-            model=model, prompt="hello world", max_tokens=12, temperature=0, extra_body=LONG
+            model=model,
+            prompt="hello world",
+            max_tokens=12,
+            temperature=0,
+            logprobs=logprobs,
+            extra_body=LONG,
         )
         return response.choices[0].text, response.model
 
     base_before, _ = await greedy("tiny")
     added = httpx.post(
         f"{oai_server.url}/models/tiny/adapters",
-        json={"adapter_path": "models/tiny-lora", "adapter_name": "lora"},
+        json={"adapter_path": "models/tiny-lora", "adapter_name": "ft"},
         timeout=60,
     )
     assert added.status_code == 200, added.text
-    assert "lora" in added.json()["model"]["adapters"]
-    card = client.models.retrieve("tiny:lora")
+    assert "ft" in added.json()["model"]["adapters"]
+    card = client.models.retrieve("tiny:ft")
     assert card.parent == "tiny"  # type: ignore[attr-defined]
     # Base and adapter requests at once: each must get its own weights inside the shared batch.
-    results = await asyncio.gather(*[greedy(m) for m in ("tiny", "tiny:lora") * 3])
+    results = await asyncio.gather(*[greedy(m) for m in ("tiny", "tiny:ft") * 3])
     base_texts = {text for text, model in results if model == "tiny"}
-    lora_texts = {text for text, model in results if model == "tiny:lora"}
+    lora_texts = {text for text, model in results if model == "tiny:ft"}
     assert base_texts == {base_before}
     assert len(lora_texts) == 1 and lora_texts != base_texts
-    lora_alone, _ = await greedy("tiny:lora")
+    lora_alone, _ = await greedy("tiny:ft")
     assert lora_texts == {lora_alone}
+    # And the adapter's weights are the saved ones: same tokens as transformers + PEFT here.
+    response = await async_client.completions.create(
+        model="tiny:ft",
+        prompt="hello world",
+        max_tokens=12,
+        temperature=0,
+        logprobs=0,
+        extra_body=LONG,
+    )
+    data = oai_server.data_dir / "models"
+    expected = local_greedy_tokens(data / "tiny", data / "tiny-lora", "hello world", 12)
+    assert response.choices[0].logprobs.tokens == expected
     with pytest.raises(openai.NotFoundError):
         await async_client.completions.create(model="tiny:nope", prompt="x", max_tokens=2)
     await async_client.close()

@@ -99,8 +99,14 @@ async def get_model(model_id: str, registry: RegistryDep) -> ModelCard:
 
 
 # ---- generation helpers ----------------------------------------------------------------------
-def _max_tokens(requested: int | None, settings: Settings) -> int:
-    return requested if requested is not None else settings.limits.max_tokens
+COMPLETIONS_MAX_TOKENS = 16  # OpenAI's default for /v1/completions; chat defaults to the cap
+
+
+def _max_tokens(requested: int | None, settings: Settings, default: int | None = None) -> int:
+    cap = settings.limits.max_tokens
+    if requested is not None:
+        return requested  # over the cap: the service answers 400 naming the cap
+    return min(default, cap) if default is not None else cap
 
 
 def _check_num_sequences(count: int, settings: Settings) -> None:
@@ -177,7 +183,7 @@ async def completions(
     is_ids = isinstance(prompts[0], list)
     if is_ids:
         _check_token_ids(registry, body.model, prompts)  # type: ignore[arg-type]
-    max_tokens = _max_tokens(body.max_tokens, settings)
+    max_tokens = _max_tokens(body.max_tokens, settings, COMPLETIONS_MAX_TOKENS)
     jobs = [
         GenerationJob(
             body.sampling(max_tokens, body.logprobs, i),

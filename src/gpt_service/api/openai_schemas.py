@@ -26,6 +26,9 @@ MAX_STOP_STRINGS = 16
 MAX_TOP_LOGPROBS = 20
 # torch.Generator.manual_seed accepts this range; OpenAI's seed is any 64-bit integer.
 SEED_MIN, SEED_MAX = -(2**63), 2**64 - 1
+# Below these the float32 sampler divides by zero (inf/nan fails the whole engine step), and
+# the result would be greedy anyway: treat such temperatures as 0, such top_p as this floor.
+SAMPLING_EPS = 1e-5
 
 
 def unsupported(why: str = "", what: str = "") -> PydanticCustomError:
@@ -62,7 +65,7 @@ class SamplingRequest(BaseModel):
     logit_bias: dict[str, float] | None = None
     # vLLM-style extras.
     top_k: int = Field(0, ge=-1, description="0 or -1 disables top-k")
-    repetition_penalty: float = Field(1.0, gt=0.0, le=10.0)
+    repetition_penalty: float = Field(1.0, ge=0.01, le=10.0)
     min_tokens: int = Field(0, ge=0)
     ignore_eos: bool = False
 
@@ -94,8 +97,8 @@ class SamplingRequest(BaseModel):
         seed = None if self.seed is None else (self.seed + index) % (SEED_MAX + 1)
         return SamplingParams(
             max_tokens=max_tokens,
-            temperature=self.temperature,
-            top_p=self.top_p,
+            temperature=self.temperature if self.temperature >= SAMPLING_EPS else 0.0,
+            top_p=max(self.top_p, SAMPLING_EPS),
             top_k=max(self.top_k, 0),
             repetition_penalty=self.repetition_penalty,
             presence_penalty=self.presence_penalty,
@@ -112,7 +115,9 @@ class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
         ..., description="a string, a list of strings, token ids, or a list of token-id lists"
     )
-    max_tokens: int | None = Field(16, ge=1, description="new tokens per choice (OpenAI: 16)")
+    max_tokens: int | None = Field(
+        None, ge=1, description="new tokens per choice (default 16, as OpenAI's)"
+    )
     logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     echo: bool = False
     suffix: str | None = None
