@@ -17,11 +17,24 @@ MODEL = "tiny-llama"
 GREEDY = {"num_predict": 6, "temperature": 0}
 
 
+def save_random_lora(model_dir: Path, adapter_dir: Path) -> None:
+    """A LoRA adapter with random (non-zero) weights, so it visibly changes the outputs."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir)
+    config = LoraConfig(
+        r=8, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False
+    )
+    get_peft_model(model, config).save_pretrained(adapter_dir)
+
+
 @pytest.fixture(scope="module")
 def api_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     """A server of its own: keep_alive 0 unloads models, which the shared server must keep."""
     data_dir: Path = tmp_path_factory.mktemp("ollama-api")
     save_llama(data_dir / "models" / MODEL)
+    save_random_lora(data_dir / "models" / MODEL, data_dir / "adapters" / "my-lora")
     with start_server(data_dir, "--model", MODEL, "--model-path", f"models/{MODEL}") as server:
         yield server
 
@@ -81,6 +94,24 @@ def test_seeded_sampling_options_are_reproducible(oc: ollama.Client):
     assert oc.generate(MODEL, "hello", options=options).response == first
     other = [oc.generate(MODEL, "hello", options={**options, "seed": s}).response for s in (1, 2)]
     assert any(text != first for text in other)  # the seed is really used
+
+
+def test_lora_adapters_are_tags_of_their_model(oc: ollama.Client, api_server: RunningServer):
+    url = api_server.url
+    r = httpx.post(f"{url}/models/{MODEL}/adapters", json={"adapter_path": "adapters/my-lora"})
+    assert r.status_code == 200, r.text
+    tagged = f"{MODEL}:my-lora"
+    listed = {m.model: m for m in oc.list().models}
+    assert listed[tagged].details.parent_model == MODEL
+    assert "ADAPTER" in oc.show(tagged).modelfile
+    plain = {**GREEDY, "repeat_penalty": 1.0}  # the native API's default, not Ollama's 1.1
+    with_lora = oc.generate(tagged, "hello world", options=plain, raw=True).response
+    native = {"prompt": "hello world", "model_name": tagged, "max_tokens": 6, "temperature": 0}
+    assert with_lora == httpx.post(f"{url}/generate", json=native, timeout=60).json()["text"]
+    assert with_lora != oc.generate(MODEL, "hello world", options=plain, raw=True).response
+    with pytest.raises(ollama.ResponseError) as missing:
+        oc.generate(f"{MODEL}:no-such-lora", "hi")
+    assert missing.value.status_code == 404
 
 
 def test_keep_alive_zero_unloads_and_the_next_request_reloads(

@@ -28,17 +28,19 @@ class OllamaOptions(BaseModel):
     """The Modelfile parameters that map to our sampling; others (num_ctx, mirostat,
     min_p, ...) are accepted and ignored."""
 
-    model_config = ConfigDict(extra="allow")
+    # Finite numbers and bounded integers only: a NaN penalty or an int64 overflow would
+    # fail the engine step that this request shares with others.
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     num_predict: int | None = Field(None, description="max new tokens; <= 0: up to the cap")
     temperature: float | None = Field(None, ge=0.0, description="0 means greedy")
     top_p: float | None = Field(None, ge=0.0, le=1.0)
-    top_k: int | None = None
+    top_k: int | None = Field(None, ge=-(2**31), le=2**31, description="<= 0: off")
     repeat_penalty: float | None = Field(None, ge=0.0)
     presence_penalty: float | None = None
     frequency_penalty: float | None = None
     stop: list[str] | str | None = None
-    seed: int | None = Field(None, description="negative: random")
+    seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="negative: random")
     min_tokens: int | None = Field(None, ge=0, description="gpt-service extension")
     ignore_eos: bool | None = Field(None, description="gpt-service extension")
 
@@ -72,6 +74,8 @@ def is_zero_keep_alive(value: float | str | None) -> bool:
     if isinstance(value, int | float):
         return value == 0
     text = value.strip()
+    if not text:
+        return False  # unset, as some clients send it
     if _NUMBER.match(text):
         return float(text) == 0
     if not _DURATION.match(text):
