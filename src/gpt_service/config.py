@@ -33,6 +33,9 @@ class LimitSettings(BaseModel):
 
 class TrainingSettings(BaseModel):
     max_concurrent_jobs: int = Field(1, ge=1)
+    # Torch threads per training process (0: torch's default, one per core). On a shared or
+    # busy machine fewer threads avoid oversubscription, which slows small models most.
+    num_threads: int = Field(0, ge=0)
 
 
 class Settings(BaseSettings):

@@ -53,6 +53,7 @@ class TrainStatusResponse(BaseModel):
     eta_seconds: float | None = None
     finished_at: str | None = None
     error: str | None = None
+    stage: str | None = Field(None, description="what the worker is doing now")
     base_model: str
     dataset_path: str
     num_examples: int | None = None
@@ -88,6 +89,7 @@ def status_view(job: JobRecord, with_history: bool = True) -> TrainStatusRespons
         eta_seconds=progress.get("eta_seconds"),
         finished_at=job.finished_at,
         error=job.error,
+        stage=progress.get("stage"),
         base_model=spec["base_model"],
         dataset_path=spec["dataset_path"],
         num_examples=job.params.get("num_examples"),

@@ -91,6 +91,8 @@ def _check_json_syntax(path: Path, fmt: str) -> None:
         bad = next((i for i, r in enumerate(rows, 1) if not isinstance(r, dict)), None)
         if bad is not None:
             raise InvalidDataset(f"row {bad}: expected a JSON object")
+        if not rows:
+            raise InvalidDataset(f"dataset '{path.name}' has no rows")
         return
     number = 0
     for line in text.splitlines():
@@ -103,6 +105,8 @@ def _check_json_syntax(path: Path, fmt: str) -> None:
             raise InvalidDataset(f"row {number}: not valid JSON ({exc.msg})") from exc
         if not isinstance(row, dict):
             raise InvalidDataset(f"row {number}: expected a JSON object")
+    if number == 0:
+        raise InvalidDataset(f"dataset '{path.name}' has no rows")
 
 
 def _csv_string_features(path: Path) -> Any:

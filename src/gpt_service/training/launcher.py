@@ -38,9 +38,11 @@ def worker_command(job: JobRecord, db_path: Path, parent_pid: int) -> list[str]:
     return [*launcher, "--nproc-per-node", str(num_processes), *worker]
 
 
-def worker_env(num_processes: int) -> dict[str, str]:
+def worker_env(settings: Settings, num_processes: int) -> dict[str, str]:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-    if num_processes > 1 and "OMP_NUM_THREADS" not in os.environ:
+    if settings.training.num_threads:
+        env["OMP_NUM_THREADS"] = str(settings.training.num_threads)
+    elif num_processes > 1 and "OMP_NUM_THREADS" not in os.environ:
         # Ranks share the cores; without this each one spawns a thread per core.
         env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // num_processes))
     return env
@@ -60,7 +62,7 @@ def launch(settings: Settings, store: JobStore, job: JobRecord) -> subprocess.Po
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=worker_env(num_processes),
+            env=worker_env(settings, num_processes),
             start_new_session=True,
         )
     params = {**job.params, "attempts": int(job.params.get("attempts", 0)) + 1}

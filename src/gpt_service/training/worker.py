@@ -115,7 +115,19 @@ def training_arguments(spec: TrainJobSpec, output: Path, has_eval: bool, on_cpu:
     )
 
 
-def train(store: JobStore, job_id: str) -> dict[str, Any]:
+class Stage:
+    """What the worker is doing, for the status (``progress.stage``) and for error messages."""
+
+    def __init__(self, store: JobStore, job_id: str) -> None:
+        self.store, self.job_id, self.name = store, job_id, "starting"
+
+    def enter(self, name: str) -> None:
+        self.name = name
+        if is_rank_zero():
+            self.store.update(self.job_id, progress={"stage": name})
+
+
+def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer
     from transformers.trainer_utils import get_last_checkpoint
@@ -132,8 +144,11 @@ def train(store: JobStore, job_id: str) -> dict[str, Any]:
         params.get("dtype", "auto"),
         params.get("trust_remote_code", False),
     )
+    stage.enter("loading the base model")
     model, tokenizer, device = load_model(params["base_model_path"], options)
+    stage.enter("preparing the dataset")
     train_data, eval_data = build_datasets(spec, params, tokenizer)
+    stage.enter("setting up LoRA")
     lora = LoraConfig(
         r=spec.lora_r,
         lora_alpha=spec.lora_alpha,
@@ -156,6 +171,7 @@ def train(store: JobStore, job_id: str) -> dict[str, Any]:
     checkpoints = output / CHECKPOINTS
     resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
     logger.info("job %s: training (resume from %s)", job_id, resume_from or "scratch")
+    stage.enter("training")
     result = trainer.train(resume_from_checkpoint=resume_from)
     metrics = {
         **result.metrics,
@@ -163,9 +179,11 @@ def train(store: JobStore, job_id: str) -> dict[str, Any]:
         "num_train_examples": len(train_data),
         "num_eval_examples": len(eval_data) if eval_data is not None else 0,
         "resumed_from": Path(resume_from).name if resume_from else None,
+        "num_processes": world_size(),
     }
     if eval_data is not None:
         metrics["eval_loss"] = callback.latest.get("eval_loss")
+    stage.enter("saving the adapter")
     if trainer.is_world_process_zero():
         save_result(model, tokenizer, output, spec, params, metrics)
     return metrics
@@ -202,20 +220,23 @@ def prepare_output(params: dict[str, Any]) -> None:
 
 def run(store: JobStore, job_id: str) -> int:
     rank_zero = is_rank_zero()
+    stage = Stage(store, job_id)
     try:
         job = store.get(job_id, kind="train")
         if rank_zero:
             prepare_output(job.params)
-        metrics = train(store, job_id)
+        metrics = train(store, job_id, stage)
     except Exception as exc:
         logger.error("job %s failed:\n%s", job_id, traceback.format_exc())
         if rank_zero:  # the launcher turns the exit code into ``failed`` with this error
-            store.update(job_id, error=f"{type(exc).__name__}: {exc}".strip()[:2000])
+            message = f"while {stage.name}: {type(exc).__name__}: {exc}".strip()
+            store.update(job_id, error=message[:2000])
         return 1
     if rank_zero:
         # Not ``completed`` yet: whoever launched this process marks it so once the process
         # has exited cleanly (and, in the server, once the adapter is loaded if asked).
-        store.update(job_id, result=metrics, progress={"progress": 100.0, "eta_seconds": 0.0})
+        progress = {"progress": 100.0, "eta_seconds": 0.0, "stage": "finished"}
+        store.update(job_id, result=metrics, progress=progress)
         logger.info("job %s finished training: %s", job_id, metrics)
     return 0
 
