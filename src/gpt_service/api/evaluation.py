@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
 router = APIRouter(prefix="/evaluate", tags=["evaluation"])
 
+MAX_OFFSET = 2**31 - 1  # SQLite integers are 64-bit; keep pagination in a sane range
 StatusFilter = Literal["queued", "running", "completed", "failed", "interrupted"]
 
 
@@ -153,7 +154,7 @@ async def evaluate(body: EvalRequest, evaluator: EvaluatorDep) -> EvaluateRespon
 async def get_results(
     eval_id: str,
     evaluator: EvaluatorDep,
-    sample_offset: int = Query(0, ge=0, description="first per-sample row returned"),
+    sample_offset: int = Query(0, ge=0, le=MAX_OFFSET, description="first per-sample row returned"),
     sample_limit: int = Query(1000, ge=0, le=10000, description="per-sample rows returned"),
 ) -> EvalResults:
     return _results(evaluator.get(eval_id), sample_offset, sample_limit)
@@ -166,7 +167,7 @@ async def history(
     evaluator: EvaluatorDep,
     status: StatusFilter | None = Query(None, description="only evaluations in this state"),
     limit: int = Query(20, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> EvalHistoryResponse:
     records, total = evaluator.list(status=status, limit=limit, offset=offset)
     return EvalHistoryResponse(
