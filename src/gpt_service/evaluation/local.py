@@ -159,6 +159,9 @@ def run_local_evaluation(
     except ServiceError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         return 2
+    except KeyboardInterrupt:  # the run was cancelled and stored as interrupted
+        console.print("interrupted")
+        return 130
     if record.status != EvalStatus.COMPLETED.value:
         console.print(f"[red]{record.status}:[/red] {record.error}")
         return 1
