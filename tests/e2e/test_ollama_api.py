@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,6 +132,23 @@ def test_keep_alive_zero_unloads_and_the_next_request_reloads(
     assert f"{MODEL}:latest" not in {m.model for m in oc.ps().models}
     assert oc.generate(MODEL).done_reason == "load"
     assert f"{MODEL}:latest" in {m.model for m in oc.ps().models}
+
+
+def test_keep_alive_zero_never_cuts_off_another_clients_request(
+    oc: ollama.Client, api_server: RunningServer
+):
+    long = {"prompt": "hi", "model_name": MODEL, "max_tokens": 80, "ignore_eos": True}
+    with httpx.stream("POST", f"{api_server.url}/generate/stream", json=long, timeout=120) as r:
+        lines = r.iter_lines()
+        assert next(line for line in lines if line.startswith("data:"))  # it is running
+        assert oc.generate(MODEL, "hello", options=GREEDY, keep_alive=0).done
+        rest = [line for line in lines if line.startswith(("event:", "data:"))]
+    assert rest[-2:-1] == ["event: done"], rest[-3:]  # not "event: error"
+    assert json.loads(rest[-1][5:])["tokens_generated"] == 80
+    deadline = time.monotonic() + 60
+    while f"{MODEL}:latest" in {m.model for m in oc.ps().models}:  # unloaded once idle
+        assert time.monotonic() < deadline, "the model was never unloaded"
+        time.sleep(0.2)
 
 
 def test_pull_of_a_local_model_streams_progress_to_success(oc: ollama.Client):

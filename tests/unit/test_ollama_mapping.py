@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gpt_service.api.ollama_schemas import OllamaOptions, is_zero_keep_alive
+from gpt_service.api.ollama_schemas import GenerateBody, OllamaOptions, is_zero_keep_alive
 from gpt_service.engine.types import SamplingParams
 from gpt_service.errors import InvalidRequest, NotFound, Unavailable, UpstreamError
 from gpt_service.ollama.backend import build_request, ollama_options
@@ -99,3 +99,13 @@ def test_upstream_errors_map_to_our_categories():
     assert isinstance(error_for_status(503, "busy"), Unavailable)
     assert isinstance(error_for_status(500, "boom"), UpstreamError)
     assert "HTTP 500" in error_for_status(500, "boom").message
+
+
+def test_null_fields_mean_their_defaults_and_name_is_an_alias_of_model():
+    body = GenerateBody.model_validate(
+        {"name": "demo", "stream": None, "options": None, "raw": None, "prompt": "hi"}
+    )
+    assert (body.model, body.stream, body.raw) == ("demo", True, False)
+    assert body.options.sampling(CAP).temperature == 0.8
+    with pytest.raises(ValidationError, match="model is required"):
+        GenerateBody.model_validate({"prompt": "hi"})

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from gpt_service.engine.types import SamplingParams
 from gpt_service.errors import InvalidRequest
@@ -83,10 +83,21 @@ def is_zero_keep_alive(value: float | str | None) -> bool:
     return all(float(n) == 0 for n in re.findall(r"\d+(?:\.\d*)?|\.\d+", text))
 
 
-class OllamaRequest(BaseModel):
-    """Fields every generation request shares."""
+class _NullIsDefault(BaseModel):
+    """Go clients send ``null`` for unset pointers (``"stream": null``): that means default."""
 
     model_config = ConfigDict(extra="ignore")
+
+    @field_validator("stream", "options", "raw", mode="before", check_fields=False)
+    @classmethod
+    def _null_is_default(cls, value: Any, info: ValidationInfo) -> Any:
+        if value is None and info.field_name:
+            return cls.model_fields[info.field_name].get_default(call_default_factory=True)
+        return value
+
+
+class OllamaRequest(_NullIsDefault):
+    """Fields every generation request shares."""
 
     model: str = Field("", description="model name, 'name' or 'name:tag' (tag = LoRA adapter)")
     name: str | None = Field(None, description="older clients' spelling of model")
@@ -160,10 +171,8 @@ class ChatBody(OllamaRequest):
             raise InvalidRequest("images are not supported: the models here are text-only")
 
 
-class ModelBody(BaseModel):
+class ModelBody(_NullIsDefault):
     """``/api/show`` and ``/api/pull``."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model: str = ""
     name: str | None = None
