@@ -20,6 +20,8 @@ DEFAULT_TOP_P = 0.9
 DEFAULT_TOP_K = 40
 DEFAULT_REPEAT_PENALTY = 1.1
 
+MIN_DIVISOR = 1e-3  # temperature and repeat_penalty divide the logits
+
 _DURATION = re.compile(r"^[+-]?((\d+(\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h))+$")
 _NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
 
@@ -28,21 +30,29 @@ class OllamaOptions(BaseModel):
     """The Modelfile parameters that map to our sampling; others (num_ctx, mirostat,
     min_p, ...) are accepted and ignored."""
 
-    # Finite numbers and bounded integers only: a NaN penalty or an int64 overflow would
-    # fail the engine step that this request shares with others.
+    # Finite, bounded numbers only: logits divided by a 1e-300 temperature or penalty, a NaN,
+    # or an int64 overflow would fail the engine step this request shares with others.
     model_config = ConfigDict(extra="allow", allow_inf_nan=False)
 
     num_predict: int | None = Field(None, description="max new tokens; <= 0: up to the cap")
-    temperature: float | None = Field(None, ge=0.0, description="0 means greedy")
+    temperature: float | None = Field(None, ge=0.0, le=100.0, description="0 means greedy")
     top_p: float | None = Field(None, ge=0.0, le=1.0)
     top_k: int | None = Field(None, ge=-(2**31), le=2**31, description="<= 0: off")
-    repeat_penalty: float | None = Field(None, ge=0.0)
-    presence_penalty: float | None = None
-    frequency_penalty: float | None = None
+    repeat_penalty: float | None = Field(None, ge=0.0, le=100.0, description="0 or 1: off")
+    presence_penalty: float | None = Field(None, ge=-100.0, le=100.0)
+    frequency_penalty: float | None = Field(None, ge=-100.0, le=100.0)
     stop: list[str] | str | None = None
     seed: int | None = Field(None, ge=-(2**63), le=2**63 - 1, description="negative: random")
     min_tokens: int | None = Field(None, ge=0, description="gpt-service extension")
     ignore_eos: bool | None = Field(None, description="gpt-service extension")
+
+    @model_validator(mode="after")
+    def _not_vanishing(self) -> OllamaOptions:
+        for name in ("temperature", "repeat_penalty"):
+            value = getattr(self, name)
+            if value is not None and 0 < value < MIN_DIVISOR:
+                raise ValueError(f"{name} must be 0 or at least {MIN_DIVISOR}")
+        return self
 
     def sampling(self, max_tokens_cap: int, logprobs: int | None = None) -> SamplingParams:
         num_predict = self.num_predict if self.num_predict and self.num_predict > 0 else None
