@@ -14,6 +14,7 @@ from gpt_service.api import evaluation as evaluation_api
 from gpt_service.api import generation, models, ollama_api, ollama_proxy, openai, system
 from gpt_service.api import metrics as metrics_api
 from gpt_service.api import training as training_api
+from gpt_service.api.datasets import router as datasets_router
 from gpt_service.api.errors import install_error_handlers
 from gpt_service.api.middleware import (
     ApiKeyMiddleware,
@@ -21,6 +22,7 @@ from gpt_service.api.middleware import (
     RequestContextMiddleware,
 )
 from gpt_service.api.openapi import install_openapi
+from gpt_service.api.ui import mount_ui
 from gpt_service.config import Settings
 from gpt_service.services.metrics import Metrics
 
@@ -128,4 +130,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(router)
     app.include_router(ollama_proxy.router)
     app.include_router(ollama_api.router)
+    app.include_router(datasets_router)
+    mount_ui(app)
     return app
