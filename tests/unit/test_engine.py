@@ -65,6 +65,10 @@ async def test_cancelled_stream_leaves_the_batch_and_frees_its_cache(llama: Load
     assert engine.stats.num_steps - steps_at_cancel <= 2
     result = await other
     assert result.completion_tokens == 200  # the other sequence was not disturbed
+    for _ in range(100):  # the loop releases the row right after emitting the final delta
+        if engine.runner.num_rows == 0:
+            break
+        await asyncio.sleep(0.005)
     assert engine.runner.num_rows == 0 and engine.runner.cache is None
 
 
@@ -123,3 +127,33 @@ async def test_repetition_penalty_changes_greedy_output(llama: LoadedModel):
     assert plain.token_ids != penalised.token_ids
     # A strong penalty makes repeats much rarer than in the unpenalised output.
     assert len(set(penalised.token_ids)) > len(set(plain.token_ids))
+
+
+async def test_extreme_sampling_values_do_not_break_the_batch(llama: LoadedModel):
+    """A vanishing temperature or top_p once overflowed float32 and failed every row's step."""
+    engine = llama.engine
+    normal = SamplingParams(max_tokens=8, temperature=0.0, ignore_eos=True)
+    odd = [
+        SamplingParams(max_tokens=8, temperature=1e-45, ignore_eos=True),
+        SamplingParams(max_tokens=8, temperature=1.0, top_p=1e-45, ignore_eos=True),
+        SamplingParams(max_tokens=8, temperature=1.0, repetition_penalty=5e-324, ignore_eos=True),
+    ]
+    results = await asyncio.gather(
+        engine.generate(llama.encode("hello"), normal),
+        *(engine.generate(llama.encode("hi"), p) for p in odd),
+    )
+    assert all(r.completion_tokens == 8 and r.finish_reason == "length" for r in results)
+
+
+async def test_unread_stream_is_cancelled_when_dropped(llama: LoadedModel):
+    engine = llama.engine
+    stream = engine.open_stream(
+        llama.encode("hello"), SamplingParams(max_tokens=10_000, temperature=0.0, ignore_eos=True)
+    )
+    seq = stream.seq
+    del stream  # e.g. the client left before the response started
+    for _ in range(200):
+        if seq.finish_reason is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert seq.finish_reason == "cancelled"

@@ -77,6 +77,11 @@ class TokenStream:
     async def __aexit__(self, *exc: object) -> None:
         self.cancel()
 
+    def __del__(self) -> None:
+        # A stream dropped without being read (e.g. the client left before the response
+        # started) must not keep generating.
+        self.cancel()
+
     def cancel(self) -> None:
         """Ask the loop to drop the sequence (a no-op once it has finished)."""
         if self.seq.finish_reason is None:
@@ -199,6 +204,8 @@ class Engine:
 
     async def run_between_steps(self, fn: Callable[[], Any]) -> Any:
         """Run ``fn`` on the engine thread between two steps (e.g. to attach an adapter)."""
+        if self._stopping:
+            raise ModelUnloaded(f"model '{self.name}' is being unloaded")
         future: Future[Any] = Future()
         self._calls.put((fn, future))
         self._wake.set()
@@ -229,6 +236,7 @@ class Engine:
                 self._fail_running(f"internal error in model '{self.name}': {exc}")
         self._admit_inbox()
         self._fail_all(f"model '{self.name}' was unloaded")
+        self._cancel_calls()
 
     def _run_calls(self) -> None:
         while True:
@@ -240,6 +248,14 @@ class Engine:
                 future.set_result(fn())
             except Exception as exc:
                 future.set_exception(exc)
+
+    def _cancel_calls(self) -> None:
+        while True:
+            try:
+                _, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            future.set_exception(ModelUnloaded(f"model '{self.name}' was unloaded"))
 
     def _admit_inbox(self) -> None:
         while True:

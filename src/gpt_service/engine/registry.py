@@ -182,6 +182,10 @@ class ModelRegistry:
         self, name: str, adapter_path: str, adapter_name: str | None = None
     ) -> str:
         """Load one more LoRA adapter onto a loaded model, for per-request use."""
+        async with self._lock:  # check-then-attach must not interleave for one name
+            return await self._add_adapter(name, adapter_path, adapter_name)
+
+    async def _add_adapter(self, name: str, adapter_path: str, adapter_name: str | None) -> str:
         loaded = self.get(name)
         adapter_dir = self.resolve_adapter_dir(adapter_path)
         key = adapter_name or _adapter_name(adapter_dir)

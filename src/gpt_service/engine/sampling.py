@@ -12,16 +12,20 @@ import torch
 
 from gpt_service.engine.sequence import Sequence
 
+# Below these, float32 arithmetic overflows to inf/nan; clamping keeps one odd request from
+# failing the whole batch's step.
+MIN_TOP_P = 1e-5
+MIN_PENALTY = 1e-2
+
 
 def _apply_penalties(logits: torch.Tensor, seqs: Seq[Sequence]) -> None:
     for row, seq in enumerate(seqs):
         p = seq.params
         if p.repetition_penalty != 1.0:
+            penalty = max(p.repetition_penalty, MIN_PENALTY)
             seen = torch.tensor(sorted({*seq.prompt_ids, *seq.output_ids}), device=logits.device)
             values = logits[row, seen]
-            penalised = torch.where(
-                values > 0, values / p.repetition_penalty, values * p.repetition_penalty
-            )
+            penalised = torch.where(values > 0, values / penalty, values * penalty)
             logits[row, seen] = penalised
         if (p.presence_penalty or p.frequency_penalty) and seq.output_ids:
             ids, counts = torch.tensor(seq.output_ids, device=logits.device).unique(
@@ -65,13 +69,18 @@ def sample(
     if all(greedy):
         return logits.argmax(dim=-1)
     device = logits.device
-    temps = torch.tensor([s.params.temperature or 1.0 for s in seqs], device=device)
+    temps = torch.tensor(
+        [1.0 if g else s.params.temperature for s, g in zip(seqs, greedy, strict=True)],
+        device=device,
+    )
     top_k = torch.tensor([s.params.top_k for s in seqs], device=device)
-    top_p = torch.tensor([s.params.top_p for s in seqs], device=device)
+    top_p = torch.tensor([max(s.params.top_p, MIN_TOP_P) for s in seqs], device=device)
     scaled = logits / temps.unsqueeze(1)
     if bool((top_k > 0).any()) or bool((top_p < 1).any()):
         scaled = _top_k_top_p(scaled, top_k, top_p)
-    probs = scaled.softmax(dim=-1)
+    # A row whose logits are all -inf (everything masked) would give nan: fall back to argmax.
+    probs = torch.nan_to_num(scaled.softmax(dim=-1), nan=0.0)
+    probs[probs.sum(dim=-1) <= 0] = 1.0
     tokens = torch.multinomial(probs, 1).squeeze(1)
     for row, seq in enumerate(seqs):
         gen = generators.get(seq.seq_id)
