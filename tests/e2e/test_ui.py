@@ -186,6 +186,13 @@ def test_training_job_progress_bar_moves_and_completes(site: Site, browser: Any)
         curve = page.get_attribute("[data-testid=loss-chart] path.line.loss", "d") or ""
         history = page.inner_text("[data-testid=train-history]")
         console.screenshot("training-done")
+        page.click("[data-testid=chat-with-adapter]")
+        page.wait_for_selector("#page-playground:not([hidden])")
+        page.wait_for_function(
+            "(model) => document.querySelector('[data-testid=model-select]').value"
+            ".startsWith(model + ':')",
+            arg=site.model,
+        )
     assert any(0 < p < 100 for p in progress), f"the bar never showed a step between: {progress}"
     assert progress[-1] == 100 and progress == sorted(progress), progress
     assert curve.count("L") >= 1, "the loss chart has fewer than two points"
@@ -199,10 +206,14 @@ def test_evaluation_page_shows_scores_and_samples(site: Site, browser: Any):
         console.open("evaluation")
         page.wait_for_selector(PAGES["evaluation"].format(test=site.test), state="attached")
         page.select_option("[data-testid=eval-dataset]", site.test)
-        page.select_option("[data-testid=eval-model]", site.model)
-        page.select_option(
-            "#page-evaluation select[name=model_b]", site.model
-        )  # side by side: A and B
+        # A: the adapter trained above if it is served (the full module run), else the model;
+        # B: the base model, side by side.
+        choices = page.locator("[data-testid=eval-model] option").evaluate_all(
+            "(options) => options.map((o) => o.value)"
+        )
+        adapter = next((c for c in choices if c.startswith(f"{site.model}:")), site.model)
+        page.select_option("[data-testid=eval-model]", adapter)
+        page.select_option("#page-evaluation select[name=model_b]", site.model)
         page.fill("#page-evaluation input[name=max_samples]", "3")
         page.fill("#page-evaluation input[name=max_tokens]", "12")
         page.click("[data-testid=eval-run]")

@@ -29,7 +29,7 @@ function setupPages() {
 function route() {
   const id = location.hash.replace(/^#\/?/, "").split("?")[0] || PAGES[0].id;
   const page = PAGES.find((p) => p.id === id) || PAGES[0];
-  if (active && active !== page) active.hide();
+  if (active) active.hide(); // also when re-shown (key saved): show() restarts its timers
   for (const p of PAGES) {
     document.getElementById(`page-${p.id}`).hidden = p !== page;
     document.getElementById(`tab-${p.id}`).classList.toggle("active", p === page);

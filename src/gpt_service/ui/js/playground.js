@@ -105,16 +105,17 @@ function bubble(role, text = "") {
   return { el, text: body.firstChild, meta };
 }
 
-// Runs one streamed request with the Stop button armed; returns false if it failed.
+// Runs one streamed request with the Stop button armed: "done", "stopped" or "failed".
 async function running(work) {
   state.controller = new AbortController();
   ui.stop.hidden = false;
   try {
     await work(state.controller.signal);
-    return true;
+    return "done";
   } catch (err) {
-    if (err.name !== "AbortError") toast(err.message);
-    return false;
+    if (err.name === "AbortError") return "stopped";
+    toast(err.message);
+    return "failed";
   } finally {
     ui.stop.hidden = true;
     state.controller = null;
@@ -133,7 +134,7 @@ async function sendChat() {
   const messages = system ? [{ role: "system", content: system }, ...state.messages] : state.messages;
   const meter = new Meter();
   ui.send.disabled = true;
-  const ok = await running(async (signal) => {
+  const outcome = await running(async (signal) => {
     const out = await streamChat({ model: ui.model.value, messages, sampling: readSampling(ui.form),
       signal, onText: (t) => { meter.mark(); answer.text.appendData(t); } });
     const usage = out.usage || {};
@@ -141,8 +142,10 @@ async function sendChat() {
       completionTokens: usage.completion_tokens, finish: out.finish, model: out.model });
   });
   answer.el.classList.remove("streaming");
-  answer.meta.textContent = ok ? ui.stats.textContent : "stopped";
-  state.messages.push({ role: "assistant", content: answer.text.data });
+  answer.meta.textContent = outcome === "done" ? ui.stats.textContent : outcome;
+  // An answer that never started leaves no turn behind (the conversation must alternate).
+  if (answer.text.data) state.messages.push({ role: "assistant", content: answer.text.data });
+  else state.messages.pop();
   ui.send.disabled = false;
   ui.input.focus();
 }

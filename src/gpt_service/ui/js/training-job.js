@@ -123,7 +123,8 @@ export class JobView {
       STOPPED.has(job.status) ? null : button("Cancel", (e) => this.command(e.target, `/train/${id}/cancel`, "Cancelling…"), "danger small"),
       RESUMABLE.has(job.status) ? button("Resume", (e) => this.command(e.target, `/train/${id}/resume`, "Resuming…"), "small") : null,
       job.status === "completed" && !served ? button("Load this adapter", (e) => this.loadAdapter(e.target), "primary small", { "data-testid": "load-adapter" }) : null,
-      served ? button("Chat with it", () => openPage("playground", { model: served }), "small") : null);
+      served ? button("Chat with it", () => openPage("playground", { model: served }), "small",
+        { "data-testid": "chat-with-adapter" }) : null);
   }
 
   async command(btn, path, busyText) {
