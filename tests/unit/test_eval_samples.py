@@ -11,6 +11,7 @@ from pydantic import ValidationError
 from gpt_service.errors import InvalidRequest, NotFound, PathNotAllowed
 from gpt_service.evaluation.samples import load_samples, resolve_dataset
 from gpt_service.evaluation.spec import EvalRequest
+from gpt_service.training.datasets import row_to_example
 from tests.tiny_models import build_tokenizer
 
 ROWS = [
@@ -38,9 +39,12 @@ def test_dataset_rows_of_every_training_format_become_samples(roots: tuple[Path,
     data_dir, demo_dir = roots
     request = EvalRequest(dataset_path="test.jsonl")  # found in the second root
     samples = load_samples(request, data_dir, [demo_dir])
+    # The alpaca prompt is built exactly as training builds it.
+    alpaca_prompt = row_to_example(ROWS[1], 2).messages[-1]["content"]
+    assert alpaca_prompt.startswith("翻译") and alpaca_prompt.endswith("cat")
     assert [(s.input, s.expected) for s in samples] == [
         ("第一题", "答案一"),
-        ("翻译\n\ncat", "猫"),
+        (alpaca_prompt, "猫"),
         ("Hi", "Hello"),
     ]
     assert samples[2].raw_prompt == "简短回答。\n\nHi"
