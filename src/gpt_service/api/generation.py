@@ -79,7 +79,7 @@ async def generate_stream(body: GenerateRequest, service: GenerationDep) -> Even
     job = GenerationJob(
         body.sampling(), body.model_name, prompt=body.prompt, use_ollama=body.use_ollama
     )
-    stream, name = service.open_stream(job)
+    stream, name = await service.open_stream(job)
     return EventSourceResponse(_sse_events(stream, name), ping=15)
 
 

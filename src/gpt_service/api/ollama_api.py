@@ -150,7 +150,7 @@ async def _respond(
     catalog: OllamaCatalog,
 ) -> Any:
     name = job.model_name or ""
-    stream, _ = service.open_stream(job)
+    stream, _ = await service.open_stream(job)
 
     async def unload() -> None:
         await catalog.unload_after_use(name)

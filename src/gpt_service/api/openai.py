@@ -153,7 +153,7 @@ async def _open_streams(
     name = ""
     try:
         for job in jobs:
-            stream, name = service.open_stream(job)
+            stream, name = await service.open_stream(job)
             streams.append(stream)
     except Exception:
         await close_streams(streams)

@@ -90,13 +90,15 @@ class OllamaBackend:
     def stream(self, job: GenerationJob) -> AsyncIterator[StreamDelta]:
         """Validates now (a bad job is a 400), connects when iterated.
 
-        Upstream failures after that point end the stream with an error delta, which the
-        SSE encoder turns into an ``error`` event, as for a local engine failure.
+        A failure before the first delta raises (the caller reads that delta before
+        answering, so it becomes a 404/503 status); after it, the stream ends with an error
+        delta, which the SSE encoder turns into an ``error`` event, as for a local failure.
         """
         path, body = build_request(job)
         return self._deltas(path, body)
 
     async def _deltas(self, path: str, body: dict[str, Any]) -> AsyncIterator[StreamDelta]:
+        has_started = False
         try:
             async for part in self.client.stream(path, body):
                 text = _text(part)
@@ -109,8 +111,11 @@ class OllamaBackend:
                     )
                     return
                 if text:
+                    has_started = True
                     yield StreamDelta(text=text)
         except ServiceError as exc:
+            if not has_started:
+                raise
             yield StreamDelta(finish_reason="error", error=exc.message)
             return
         yield StreamDelta(finish_reason="error", error="Ollama upstream ended the stream early")

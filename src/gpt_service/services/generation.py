@@ -91,6 +91,7 @@ class GenerationService:
     async def complete(self, job: GenerationJob) -> tuple[Completion, str]:
         """Run to the end; returns the completion and the model name that served it."""
         if job.use_ollama:
+            self._check_params(job.params)
             return await self._backend().complete(job), job.model_name or ""
         return await self._run(self.prepare(job), job)
 
@@ -110,10 +111,15 @@ class GenerationService:
             await asyncio.gather(*(self._run(p, j) for p, j in zip(prepared, jobs, strict=True)))
         )
 
-    def open_stream(self, job: GenerationJob) -> tuple[AsyncIterator[StreamDelta], str]:
+    async def open_stream(self, job: GenerationJob) -> tuple[AsyncIterator[StreamDelta], str]:
         """Validate and submit now (so errors get a status code), stream later."""
         if job.use_ollama:
-            return self._backend().stream(job), job.model_name or ""
+            self._check_params(job.params)
+            stream = self._backend().stream(job)
+            # Reach the upstream before answering, so it being down or not knowing the model
+            # is a 503/404 status rather than an error event inside a 200 stream.
+            first = await anext(stream)
+            return _prepend(first, stream), job.model_name or ""
         prepared = self.prepare(job)
         stream = prepared.model.engine.open_stream(
             prepared.prompt_ids, job.params, prepared.adapter
@@ -140,3 +146,12 @@ class GenerationService:
     def _observe(self, model: str, completion: Completion) -> None:
         if self.observer is not None:
             self.observer.on_completion(model, completion)
+
+
+async def _prepend(
+    first: StreamDelta, rest: AsyncIterator[StreamDelta]
+) -> AsyncIterator[StreamDelta]:
+    yield first
+    if not first.is_final:
+        async for delta in rest:
+            yield delta
