@@ -270,14 +270,16 @@ class Engine:
     def step(self) -> None:
         plan = self.scheduler.schedule()
         self._drop_cancelled(plan)
-        if plan.decode:
-            order = {sid: i for i, sid in enumerate(self.runner.rows)}
-            decode = sorted(plan.decode, key=lambda s: order[s.seq_id])
-            self._postprocess(decode, self.runner.decode(decode))
+        # Prefill first: joiners get their first token without waiting for a decode pass,
+        # then one decode pass advances every row, the new ones included.
         if plan.prefill:
             for seq in plan.prefill:
                 self._start(seq)
             self._postprocess(plan.prefill, self.runner.prefill(plan.prefill))
+        if self.scheduler.running:
+            order = {sid: i for i, sid in enumerate(self.runner.rows)}
+            decode = sorted(self.scheduler.running, key=lambda s: order[s.seq_id])
+            self._postprocess(decode, self.runner.decode(decode))
         self.stats.num_steps += 1
         if self.on_step:
             self.on_step(self)

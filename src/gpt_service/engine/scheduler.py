@@ -1,7 +1,8 @@
 """Admission and batching decisions (pure Python, no torch).
 
-Every step the running sequences decode one token together; waiting sequences join them
-(after a prefill) while the running cap and the per-step prefill token budget allow.
+Every step, waiting sequences join the running batch (after a prefill) while the running
+cap and the per-step prefill token budget allow; then all running sequences decode one
+token together.
 """
 
 from __future__ import annotations
@@ -14,13 +15,10 @@ from gpt_service.engine.sequence import SeqStatus, Sequence
 
 @dataclass
 class StepPlan:
-    prefill: list[Sequence] = field(default_factory=list)
-    decode: list[Sequence] = field(default_factory=list)
-    cancelled: list[Sequence] = field(default_factory=list)
+    """What a step does besides decoding every running sequence: who joins, who leaves."""
 
-    @property
-    def is_empty(self) -> bool:
-        return not (self.prefill or self.decode or self.cancelled)
+    prefill: list[Sequence] = field(default_factory=list)
+    cancelled: list[Sequence] = field(default_factory=list)
 
 
 class Scheduler:
@@ -52,7 +50,6 @@ class Scheduler:
         if plan.cancelled:
             self.running = [s for s in self.running if not s.is_cancelled]
             self.waiting = deque(s for s in self.waiting if not s.is_cancelled)
-        plan.decode = list(self.running)
         budget = self.max_prefill_tokens
         while self.waiting and len(self.running) + len(plan.prefill) < self.max_running:
             cost = self.waiting[0].num_prompt_tokens
