@@ -32,7 +32,7 @@ PAGES = {
     "evaluation": '[data-testid=eval-dataset] option[value="{test}"]',
     "ollama": "[data-testid=ollama-stats] .badge",
 }
-CHAT_TOKENS = 96
+CHAT_TOKENS = 48
 
 
 @dataclass
