@@ -33,3 +33,13 @@ def test_earliest_of_several_stop_strings_wins():
 def test_without_stop_strings_text_passes_straight_through():
     matcher = StopStringMatcher(())
     assert matcher.push("abc") == "abc" and matcher.flush() == ""
+
+
+def test_stray_bytes_that_never_form_a_character_are_dropped():
+    tok = build_tokenizer()
+    good = tok.encode("你好", add_special_tokens=False)
+    # Byte-level vocabularies have single-byte tokens: a lone continuation byte is invalid.
+    stray = tok.convert_tokens_to_ids(["\u0122"])  # byte 0xA2 in the GPT-2 byte alphabet
+    detok = IncrementalDetokenizer(tok, [])
+    text = "".join(detok.add(i) for i in [*good, *stray, *good])
+    assert text == "你好你好"

@@ -2,7 +2,8 @@
 
 Byte-level BPE splits one Chinese character across several tokens; decoding a partial
 character gives U+FFFD. Text is released only once it decodes cleanly, so a stream never
-carries a broken character, and the concatenated stream equals the one-shot decode.
+carries a broken character, and the concatenated stream equals the one-shot decode (less
+any byte sequence that is not UTF-8 at all, which is dropped).
 """
 
 from __future__ import annotations
@@ -34,7 +35,9 @@ class IncrementalDetokenizer:
             return ""  # wait: the last character is not complete yet
         self.prefix_offset = self.read_offset
         self.read_offset = len(self.ids)
-        return new_text[len(prefix_text) :]
+        # A replacement character left inside complete text marks bytes that can never form a
+        # character (an undertrained model emitting stray byte tokens): drop them.
+        return new_text[len(prefix_text) :].replace(REPLACEMENT, "")
 
 
 class StopStringMatcher:
