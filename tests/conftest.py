@@ -8,6 +8,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from collections.abc import AsyncIterator, Iterator  # noqa: E402
+from contextlib import asynccontextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import httpx  # noqa: E402
@@ -37,15 +38,24 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path / "data")
 
 
-@pytest.fixture
-async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app in-process (lifespan run, demo model loaded), over httpx's ASGI transport."""
+@asynccontextmanager
+async def app_client(settings: Settings, timeout: float = 120) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process (lifespan run), over httpx's ASGI transport; ``client.app`` is it."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=120) as c:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://test", timeout=timeout
+        ) as c:
             c.app = app  # type: ignore[attr-defined]
             yield c
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app in-process with the demo model loaded."""
+    async with app_client(settings) as c:
+        yield c
 
 
 @pytest.fixture(scope="session")

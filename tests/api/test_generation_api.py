@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import json
-
 import httpx
 import pytest
 
+from tests.sse import parse_sse
+
 GREEDY = {"temperature": 0, "max_tokens": 40}
-
-
-def parse_sse(body: str) -> list[tuple[str, dict]]:
-    events = []
-    for block in body.replace("\r\n", "\n").split("\n\n"):
-        name, data = "message", None
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data = json.loads(line[5:])
-        if data is not None:
-            events.append((name, data))
-    return events
 
 
 async def test_generate_returns_api_md_fields(client: httpx.AsyncClient):

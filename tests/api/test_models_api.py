@@ -8,20 +8,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gpt_service.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import app_client, make_settings
 
 
 @pytest.fixture
 async def multi(tiny_dir: Path, tmp_path: Path):
     """The app with the demo model and the tiny models' directory as a read-only model root."""
-    settings = make_settings(tmp_path / "data", model_dirs=[tiny_dir])
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=120) as c:
-            c.app = app  # type: ignore[attr-defined]
-            yield c
+    async with app_client(make_settings(tmp_path / "data", model_dirs=[tiny_dir])) as c:
+        yield c
 
 
 async def test_root_and_health(client: httpx.AsyncClient):

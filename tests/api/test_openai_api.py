@@ -7,20 +7,17 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gpt_service.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import app_client, make_settings
 
 KEY = "openai-test-key"
 
 
 @pytest.fixture
 async def keyed(tmp_path: Path):
-    settings = make_settings(tmp_path / "data", api_keys=[KEY], default_model=None)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            yield c
+    async with app_client(
+        make_settings(tmp_path / "data", api_keys=[KEY], default_model=None)
+    ) as c:
+        yield c
 
 
 async def test_missing_key_is_an_openai_authentication_error(keyed: httpx.AsyncClient):

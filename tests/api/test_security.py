@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file
 
 from gpt_service.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import app_client, make_settings
 from tests.tiny_models import save_llama
 
 KEY = "test-key-123"
@@ -19,12 +19,10 @@ KEY = "test-key-123"
 
 @pytest.fixture
 async def keyed(tmp_path: Path):
-    settings = make_settings(tmp_path / "data", api_keys=[KEY], default_model=None)
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            yield c
+    async with app_client(
+        make_settings(tmp_path / "data", api_keys=[KEY], default_model=None)
+    ) as c:
+        yield c
 
 
 @pytest.mark.parametrize(
@@ -73,10 +71,8 @@ def test_prod_refuses_to_start_without_keys(tmp_path: Path):
 async def test_body_over_the_limit_is_413(tmp_path: Path):
     settings = make_settings(tmp_path / "data", default_model=None)
     settings.limits.max_body_bytes = 2048
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+    async with app_client(settings) as c:
+        if True:
             r = await c.post("/generate", json={"prompt": "x" * 5000})
             assert r.status_code == 413 and "limit" in r.json()["detail"]
 

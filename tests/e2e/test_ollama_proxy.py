@@ -6,16 +6,15 @@ call it proxies crosses real HTTP into the upstream's Ollama-compatible ``/api``
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from gpt_service.app import create_app
-from tests.conftest import make_settings
+from tests.conftest import app_client, make_settings
 from tests.server import RunningServer, free_port, start_server
+from tests.sse import parse_sse
 from tests.tiny_models import save_llama
 
 # The in-process app's pooled upstream connections live in the fixtures' (session) loop.
@@ -35,11 +34,9 @@ def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer
 
 async def _in_process(data_dir: Path, base_url: str) -> AsyncIterator[httpx.AsyncClient]:
     # No local model: everything these tests generate comes from the upstream.
-    app = create_app(make_settings(data_dir, default_model=None, ollama_base_url=base_url))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as c:
-            yield c
+    settings = make_settings(data_dir, default_model=None, ollama_base_url=base_url)
+    async with app_client(settings, timeout=60) as c:
+        yield c
 
 
 @pytest.fixture
@@ -52,20 +49,6 @@ async def proxy(upstream: RunningServer, tmp_path: Path) -> AsyncIterator[httpx.
 async def proxy_down(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
     async for client in _in_process(tmp_path / "data", f"http://127.0.0.1:{free_port()}"):
         yield client
-
-
-def parse_sse(body: str) -> list[tuple[str, dict]]:
-    events = []
-    for block in body.replace("\r\n", "\n").split("\n\n"):
-        name, data = "message", None
-        for line in block.split("\n"):
-            if line.startswith("event:"):
-                name = line[6:].strip()
-            elif line.startswith("data:"):
-                data = json.loads(line[5:])
-        if data is not None:
-            events.append((name, data))
-    return events
 
 
 def direct(upstream: RunningServer, path: str, body: dict) -> dict:
