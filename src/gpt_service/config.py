@@ -33,8 +33,9 @@ class LimitSettings(BaseModel):
 
 class TrainingSettings(BaseModel):
     max_concurrent_jobs: int = Field(1, ge=1)
-    # Torch threads per training process (0: torch's default, one per core). On a shared or
-    # busy machine fewer threads avoid oversubscription, which slows small models most.
+    # Torch threads per training process; 0: half the cores (split between processes), which
+    # leaves the serving engine the other half and avoids oversubscription (on a busy 2-core
+    # machine 2 threads made a training step several times slower than 1).
     num_threads: int = Field(0, ge=0)
 
 

@@ -161,6 +161,8 @@ def test_train_watch_complete_and_serve_the_adapter(
         ({"output_dir": "/tmp/elsewhere"}, 400, "outside"),
         ({"output_dir": "models/lora/taken"}, 400, "already holds an adapter"),
         ({"num_epochs": 0}, 400, "num_epochs"),
+        ({"dataset_path": "datasets/a\u0000b.jsonl"}, 400, "unusable path"),
+        ({"load_on_completion": True, "served_model_name": "../x"}, 400, "served_model_name"),
     ],
 )
 def test_bad_submissions_are_refused_before_a_job_exists(
@@ -226,16 +228,22 @@ def test_cancel_stops_the_worker(api: httpx.Client, server: RunningServer) -> No
 
 
 def test_history_is_newest_first_paginated_and_filtered(api: httpx.Client) -> None:
+    ids = [submit(api, output_dir=f"models/lora/history-{i}", max_steps=1) for i in range(3)]
+    for task_id in ids[1:]:  # queued behind the first (one job at a time) or already running
+        assert api.post(f"/train/{task_id}/cancel").json()["status"] == "cancelled"
+    assert wait_done(api, ids[0])["status"] == "completed"
     history = api.get("/train/history", params={"limit": 2}).json()
-    assert history["total_count"] >= 3 and len(history["tasks"]) == 2
-    created = [t["created_at"] for t in api.get("/train/history").json()["tasks"]]
-    assert created == sorted(created, reverse=True)
-    page2 = api.get("/train/history", params={"limit": 2, "offset": 2}).json()
-    assert {t["task_id"] for t in page2["tasks"]}.isdisjoint(t["task_id"] for t in history["tasks"])
-    failed = api.get("/train/history", params={"status": "failed"}).json()
-    assert failed["total_count"] >= 1 and all(t["status"] == "failed" for t in failed["tasks"])
+    assert [t["task_id"] for t in history["tasks"]] == [ids[2], ids[1]]
+    assert history["total_count"] >= 3 and history["tasks"][0]["loss_history"] is None
+    page = api.get("/train/history", params={"limit": 1, "offset": 2}).json()
+    assert [t["task_id"] for t in page["tasks"]] == [ids[0]]
+    cancelled = api.get("/train/history", params={"status": "cancelled"}).json()
+    assert {ids[1], ids[2]} <= {t["task_id"] for t in cancelled["tasks"]}
+    assert all(t["status"] == "cancelled" for t in cancelled["tasks"])
     assert api.get("/train/history", params={"status": "bogus"}).status_code == 400
+    assert api.get("/train/history", params={"offset": 10**30}).status_code == 400
     assert api.get("/train/status/no-such-job").status_code == 404
+    assert api.get("/train/status/no-such-job/stream").status_code == 404
 
 
 def test_two_processes_train_data_parallel(api: httpx.Client, server: RunningServer) -> None:
@@ -262,7 +270,8 @@ def test_interrupted_by_a_server_crash_then_resumed(tmp_path: Path) -> None:
     with start_server(data_dir, *TINY, env=ENV) as first, httpx.Client(base_url=first.url) as api:
         task_id = api.post("/train", json=body).json()["task_id"]
         deadline = time.monotonic() + 120
-        while not (checkpoints / "checkpoint-5").is_dir() and time.monotonic() < deadline:
+        saved = checkpoints / "checkpoint-5" / "trainer_state.json"  # written last
+        while not saved.is_file() and time.monotonic() < deadline:
             time.sleep(0.05)
         workers = worker_processes(first)
         first.process.send_signal(signal.SIGKILL)  # a crash: no shutdown hook runs

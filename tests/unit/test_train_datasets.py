@@ -33,7 +33,7 @@ def test_every_row_shape_becomes_a_user_turn_and_a_response(tmp_path: Path) -> N
         {"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]},
     ]
     examples = load_examples(write_jsonl(tmp_path / "d.jsonl", rows))
-    assert examples[0] == Example([{"role": "user", "content": "Translate\n\ncat"}], "猫")
+    assert examples[0] == Example([{"role": "user", "content": "Translate\ncat"}], "猫")
     assert examples[1].messages[0] == {"role": "system", "content": "be brief"}
     assert examples[2] == Example([{"role": "user", "content": "2+2="}], "4")
     assert examples[3].response == "AI是人工智能的缩写"
@@ -123,3 +123,15 @@ def test_spec_rejects_inconsistent_options() -> None:
         TrainJobSpec(base_model="demo", dataset_path="d.jsonl", dataset_format="parquet")
     with pytest.raises(ValueError, match="target_modules"):
         TrainJobSpec(base_model="demo", dataset_path="d.jsonl", target_modules=[])
+
+
+def test_resume_skips_a_half_written_checkpoint(tmp_path: Path) -> None:
+    from gpt_service.training.worker import last_complete_checkpoint
+
+    assert last_complete_checkpoint(tmp_path / "absent") is None
+    for step in (5, 10, 15):
+        (tmp_path / f"checkpoint-{step}").mkdir()
+    (tmp_path / "checkpoint-5" / "trainer_state.json").write_text('{"global_step": 5}')
+    (tmp_path / "checkpoint-10" / "trainer_state.json").write_text('{"global_step": 10}')
+    (tmp_path / "checkpoint-15" / "trainer_state.json").write_text('{"global_st')  # cut short
+    assert last_complete_checkpoint(tmp_path) == tmp_path / "checkpoint-10"

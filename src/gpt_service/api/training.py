@@ -139,7 +139,7 @@ async def history(
     jobs: JobsDep,
     status: JobStatus | None = Query(None, description="only jobs with this status"),
     limit: int = Query(20, ge=1, le=200),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=2**31, description="jobs to skip"),
 ) -> TrainHistoryResponse:
     records, total = jobs.list(status.value if status else None, limit, offset)
     return TrainHistoryResponse(

@@ -89,6 +89,7 @@ class TrainJobSpec(BaseModel):
     load_on_completion: bool = Field(False, description="serve the adapter once trained")
     served_model_name: str | None = Field(
         None,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$",
         description="name to load the result under when the base is not loaded "
         "(default: <base>-<job id prefix>)",
     )

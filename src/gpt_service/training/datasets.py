@@ -148,7 +148,8 @@ def _convert(row: dict[str, Any]) -> Example:
     prefix = [{"role": "system", "content": system}] if system else []
     if _text(row, "instruction") is not None and _text(row, "output") is not None:
         instruction, extra = _text(row, "instruction") or "", _text(row, "input") or ""
-        prompt = f"{instruction}\n\n{extra}" if extra.strip() else instruction
+        # instruction + "\n" + input: the prompt format the bundled demo data documents
+        prompt = f"{instruction}\n{extra}" if extra.strip() else instruction
         response = _text(row, "output") or ""
     else:
         pair = next(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -49,7 +50,7 @@ class JobManager:
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        interrupted = self.store.mark_interrupted(KIND)
+        interrupted = self._mark_interrupted()
         if interrupted:
             logger.warning("training jobs interrupted by the last shutdown: %s", interrupted)
         self._task = asyncio.create_task(self._run(), name="training-jobs")
@@ -63,6 +64,20 @@ class JobManager:
             if self.store.get(job_id).status == JobStatus.RUNNING.value:
                 self.store.update(job_id, status=JobStatus.INTERRUPTED.value)
             del self.processes[job_id]
+
+    def _mark_interrupted(self) -> list[str]:
+        """Jobs left ``running`` by a process that is gone can no longer be running.
+
+        Not the store's blanket ``mark_interrupted``: a ``gpt-service train`` in another
+        terminal may be running a job on the same data directory right now.
+        """
+        import psutil
+
+        jobs, _ = self.store.list(KIND, status=JobStatus.RUNNING.value, limit=10_000)
+        orphans = [j.id for j in jobs if not _owner_alive(j.params.get("owner_pid"), psutil)]
+        for job_id in orphans:
+            self.store.update(job_id, status=JobStatus.INTERRUPTED.value)
+        return orphans
 
     @property
     def is_alive(self) -> bool:
@@ -185,3 +200,7 @@ class JobManager:
             logger.warning("could not load the adapter of job %s: %s", job.id, exc)
             served["load_error"] = str(exc)
         self.store.update(job.id, result={**(job.result or {}), **served})
+
+
+def _owner_alive(pid: object, psutil: Any) -> bool:
+    return isinstance(pid, int) and pid != os.getpid() and psutil.pid_exists(pid)

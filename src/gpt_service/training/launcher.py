@@ -40,12 +40,16 @@ def worker_command(job: JobRecord, db_path: Path, parent_pid: int) -> list[str]:
 
 def worker_env(settings: Settings, num_processes: int) -> dict[str, str]:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
-    if settings.training.num_threads:
-        env["OMP_NUM_THREADS"] = str(settings.training.num_threads)
-    elif num_processes > 1 and "OMP_NUM_THREADS" not in os.environ:
-        # Ranks share the cores; without this each one spawns a thread per core.
-        env["OMP_NUM_THREADS"] = str(max(1, (os.cpu_count() or 1) // num_processes))
+    env["OMP_NUM_THREADS"] = str(num_threads(settings, num_processes))
     return env
+
+
+def num_threads(settings: Settings, num_processes: int) -> int:
+    """Torch threads per worker process: the setting, else half the cores over the ranks."""
+    if settings.training.num_threads:
+        return settings.training.num_threads
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) // (2 * num_processes))
 
 
 def launch(settings: Settings, store: JobStore, job: JobRecord) -> subprocess.Popen[bytes]:
@@ -65,7 +69,8 @@ def launch(settings: Settings, store: JobStore, job: JobRecord) -> subprocess.Po
             env=worker_env(settings, num_processes),
             start_new_session=True,
         )
-    params = {**job.params, "attempts": int(job.params.get("attempts", 0)) + 1}
+    attempts = int(job.params.get("attempts", 0)) + 1
+    params = {**job.params, "attempts": attempts, "owner_pid": os.getpid()}
     store.update(
         job.id,
         status=JobStatus.RUNNING.value,

@@ -97,6 +97,16 @@ def prepare_job(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry)
 
     Blocking (reads the dataset): call it in a thread from async code.
     """
+    try:
+        return _prepare(spec, settings, registry)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, InvalidRequest):
+            raise
+        # A NUL byte or an over-long name in a path is the request's fault, not the server's.
+        raise InvalidRequest(f"unusable path in the request: {exc}") from None
+
+
+def _prepare(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
     dataset_file = resolve_dataset(settings, spec.dataset_path)
     examples = load_examples(dataset_file, spec.dataset_format)
     base_model_path = resolve_base_model(spec, registry)

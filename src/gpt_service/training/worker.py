@@ -130,7 +130,6 @@ class Stage:
 def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
     from peft import LoraConfig, get_peft_model
     from transformers import DataCollatorForSeq2Seq, Trainer
-    from transformers.trainer_utils import get_last_checkpoint
 
     from gpt_service.engine.loader import LoadOptions, load_model
     from gpt_service.training.progress import StoreProgressCallback
@@ -168,11 +167,10 @@ def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
         callbacks=[callback],
         processing_class=tokenizer,
     )
-    checkpoints = output / CHECKPOINTS
-    resume_from = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    resume_from = last_complete_checkpoint(output / CHECKPOINTS)
     logger.info("job %s: training (resume from %s)", job_id, resume_from or "scratch")
     stage.enter("training")
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     metrics = {
         **result.metrics,
         "global_step": trainer.state.global_step,
@@ -209,6 +207,24 @@ def save_result(
         "metrics": metrics,
     }
     (output / "metrics.json").write_text(json.dumps(report, indent=2, ensure_ascii=False))
+
+
+def last_complete_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest ``checkpoint-N`` that was fully written.
+
+    A crash can leave the newest directory half written; the Trainer writes
+    ``trainer_state.json`` after the weights, optimizer and RNG states, so it marks a whole one.
+    """
+    if not checkpoints.is_dir():
+        return None
+    found = [p for p in checkpoints.glob("checkpoint-*") if p.name.split("-")[-1].isdigit()]
+    for path in sorted(found, key=lambda p: int(p.name.split("-")[-1]), reverse=True):
+        try:
+            json.loads((path / "trainer_state.json").read_text())
+            return path
+        except (OSError, ValueError):
+            logger.warning("skipping incomplete checkpoint %s", path)
+    return None
 
 
 def prepare_output(params: dict[str, Any]) -> None:
