@@ -15,11 +15,10 @@ import httpx
 import pytest
 import sacrebleu
 
-from gpt_service.app import create_app
 from gpt_service.config import DEMO_MODEL_DIR
 from gpt_service.engine.chat import render_chat
 from gpt_service.evaluation.perplexity import perplexity
-from tests.conftest import make_settings
+from tests.conftest import app_client, make_settings
 
 QUESTIONS = ["你好，请介绍一下人工智能。", "什么是机器学习？", "Tell me about Python"]
 
@@ -28,12 +27,8 @@ QUESTIONS = ["你好，请介绍一下人工智能。", "什么是机器学习�
 async def evals(tiny_dir: Path, tmp_path: Path):
     """The app with the demo model, and the tiny models' directory as a read-only root."""
     settings = make_settings(tmp_path / "data", model_dirs=[tiny_dir])
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t", timeout=300) as c:
-            c.app = app  # type: ignore[attr-defined]
-            yield c
+    async with app_client(settings, timeout=300) as c:
+        yield c
 
 
 async def evaluate(client: httpx.AsyncClient, **body: Any) -> dict[str, Any]:
