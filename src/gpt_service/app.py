@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -46,8 +47,8 @@ async def _load_default_model(app: FastAPI, settings: Settings) -> None:
         app.state.is_ready = True
 
 
-@asynccontextmanager
-async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+async def _build_services(state: Any, settings: Settings) -> None:
+    """Every service, built once, into ``app.state`` (imports here keep torch out of import time)."""
     from gpt_service.engine.embeddings import embed as embed_texts
     from gpt_service.engine.registry import ModelRegistry
     from gpt_service.evaluation.runner import EvaluationManager
@@ -59,34 +60,41 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     from gpt_service.store.sqlite import JobStore
     from gpt_service.training.jobs import JobManager
 
-    settings: Settings = app.state.settings
     settings.ensure_dirs()
-    app.state.store = JobStore(settings.db_path)
-    registry = ModelRegistry(settings)
-    app.state.registry = registry
-    ollama = OllamaClient(
+    state.store = JobStore(settings.db_path)
+    state.registry = registry = ModelRegistry(settings)
+    state.ollama = OllamaClient(
         settings.ollama_base_url,
         settings.ollama_timeout_seconds,
         settings.ollama_connect_timeout_seconds,
     )
-    app.state.ollama = ollama
-    app.state.ollama_catalog = OllamaCatalog(registry, settings)
-    app.state.generation = GenerationService(
+    state.ollama_catalog = OllamaCatalog(registry, settings)
+    state.generation = GenerationService(
         registry,
         settings.limits.max_tokens,
-        ollama=OllamaBackend(ollama),
-        observer=app.state.metrics,
+        ollama=OllamaBackend(state.ollama),
+        observer=state.metrics,
     )
-    app.state.embeddings = EmbeddingService(
-        registry, embed_texts, settings.limits.max_batch_prompts
-    )
-    app.state.jobs = JobManager(settings, app.state.store, registry)
-    await app.state.jobs.start()
-    app.state.evaluator = EvaluationManager(
-        settings, app.state.store, registry, app.state.generation
-    )
-    await app.state.evaluator.start()
+    state.embeddings = EmbeddingService(registry, embed_texts, settings.limits.max_batch_prompts)
+    state.jobs = JobManager(settings, state.store, registry)
+    await state.jobs.start()
+    state.evaluator = EvaluationManager(settings, state.store, registry, state.generation)
+    await state.evaluator.start()
+
+
+async def _close_services(state: Any) -> None:
+    """Shutdown order: background jobs first (running ones become interrupted), then models."""
+    await state.evaluator.stop()
+    await state.jobs.stop()
+    await state.registry.close()
+    await state.ollama.aclose()
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    settings: Settings = app.state.settings
     app.state.is_ready = False
+    await _build_services(app.state, settings)
     loader = asyncio.create_task(_load_default_model(app, settings))
     if settings.wait_for_default_model:
         await loader
@@ -94,10 +102,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         yield
     finally:
         loader.cancel()
-        await app.state.evaluator.stop()
-        await app.state.jobs.stop()
-        await registry.close()
-        await ollama.aclose()
+        await _close_services(app.state)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
