@@ -100,7 +100,10 @@ def test_train_watch_complete_and_serve_the_adapter(
         api,
         output_dir="models/lora/memorize",
         num_epochs=20,
+        batch_size=4,
         learning_rate=1e-2,
+        lora_r=8,
+        lora_alpha=16,
         save_steps=20,
         load_on_completion=True,
     )
@@ -247,7 +250,7 @@ def test_history_is_newest_first_paginated_and_filtered(api: httpx.Client) -> No
 
 
 def test_two_processes_train_data_parallel(api: httpx.Client, server: RunningServer) -> None:
-    task_id = submit(api, output_dir="models/lora/ddp", num_processes=2, num_epochs=1)
+    task_id = submit(api, output_dir="models/lora/ddp", num_processes=2, num_epochs=1, batch_size=4)
     status = wait_done(api, task_id)
     assert status["status"] == "completed", status["error"]
     assert status["result"]["num_processes"] == 2

@@ -127,8 +127,21 @@ class Stage:
             self.store.update(self.job_id, progress={"stage": name})
 
 
-def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
+def with_lora(model: Any, spec: TrainJobSpec) -> Any:
+    """Wrap the base model: only the LoRA matrices train (all linear layers by default)."""
     from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=spec.lora_r,
+        lora_alpha=spec.lora_alpha,
+        lora_dropout=spec.lora_dropout,
+        target_modules=spec.target_modules or "all-linear",
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
     from transformers import DataCollatorForSeq2Seq, Trainer
 
     from gpt_service.engine.loader import LoadOptions, load_model
@@ -148,14 +161,7 @@ def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
     stage.enter("preparing the dataset")
     train_data, eval_data = build_datasets(spec, params, tokenizer)
     stage.enter("setting up LoRA")
-    lora = LoraConfig(
-        r=spec.lora_r,
-        lora_alpha=spec.lora_alpha,
-        lora_dropout=spec.lora_dropout,
-        target_modules=spec.target_modules or "all-linear",
-        task_type="CAUSAL_LM",
-    )
-    model = get_peft_model(model, lora)
+    model = with_lora(model, spec)
     args = training_arguments(spec, output, eval_data is not None, device.type == "cpu")
     callback = StoreProgressCallback(store, job_id, job.progress)
     trainer = Trainer(
