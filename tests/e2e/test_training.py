@@ -119,7 +119,7 @@ def test_train_watch_complete_and_serve_the_adapter(
     assert events[-1] == ("end", {"status": "completed"})
     running = [d for e, d in events if e == "progress" and d["status"] == "running"]
     assert any(0 < d["current_step"] < d["total_steps"] for d in running), running
-    assert any(d["loss"] is not None for d in running)
+    assert any(d["loss"] is not None and d["eta_seconds"] is not None for d in running)
 
     status = api.get(f"/train/status/{task_id}").json()
     assert status["status"] == "completed" and status["progress"] == 100.0
@@ -250,13 +250,28 @@ def test_history_is_newest_first_paginated_and_filtered(api: httpx.Client) -> No
 
 
 def test_two_processes_train_data_parallel(api: httpx.Client, server: RunningServer) -> None:
-    task_id = submit(api, output_dir="models/lora/ddp", num_processes=2, num_epochs=1, batch_size=4)
+    task_id = submit(
+        api,
+        base_model="models/tiny-llama",  # a directory this time, not the loaded model's name
+        output_dir="models/lora/ddp",
+        num_processes=2,
+        num_epochs=1,
+        batch_size=4,
+        load_on_completion=True,
+        served_model_name="tiny-ddp",
+    )
     status = wait_done(api, task_id)
     assert status["status"] == "completed", status["error"]
     assert status["result"]["num_processes"] == 2
     # 16 examples, batch 4 per process, 2 processes: 2 optimizer steps per epoch.
     assert status["total_steps"] == 2
     assert (server.data_dir / "models/lora/ddp/adapter_model.safetensors").is_file()
+    # The base was not loaded under that name, so the result was loaded as a model of its own.
+    assert status["result"]["served_as"] == "tiny-ddp"
+    model = api.get("/models/tiny-ddp").json()
+    assert model["lora_adapter"].endswith("models/lora/ddp")
+    assert chat(api, "tiny-ddp", "say hi")
+    assert api.post("/models/unload", params={"model_name": "tiny-ddp"}).status_code == 200
 
 
 def test_interrupted_by_a_server_crash_then_resumed(tmp_path: Path) -> None:
