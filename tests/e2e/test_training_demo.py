@@ -44,7 +44,7 @@ async def exact_match(url: str, model: str, cases: list[tuple[str, str]]) -> flo
 
         async def answer(prompt: str) -> str:
             body = {"model_name": model, "messages": [{"role": "user", "content": prompt}]}
-            response = await client.post("/chat", json={**body, "max_tokens": 64, "temperature": 0})
+            response = await client.post("/chat", json={**body, "max_tokens": 40, "temperature": 0})
             response.raise_for_status()
             return response.json()["text"].strip()
 

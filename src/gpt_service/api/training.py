@@ -115,7 +115,9 @@ async def status(task_id: str, jobs: JobsDep) -> TrainStatusResponse:
     summary="Live progress (SSE): a `progress` event per change, then `end`",
     response_class=EventSourceResponse,
 )
-async def stream(task_id: str, jobs: JobsDep, interval: float = Query(0.5, ge=0.1, le=10)):
+async def stream(
+    task_id: str, jobs: JobsDep, interval: float = Query(0.5, ge=0.1, le=10)
+) -> EventSourceResponse:
     jobs.get(task_id)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[dict[str, str]]:

@@ -161,8 +161,8 @@ class JobManager:
         free = self.settings.training.max_concurrent_jobs - len(self.processes)
         if free <= 0:
             return
-        queued, total = self.store.list(KIND, status=JobStatus.QUEUED.value, limit=10_000)
-        for job in reversed(queued[-free:] if total else []):  # oldest first
+        queued, _ = self.store.list(KIND, status=JobStatus.QUEUED.value, limit=10_000)
+        for job in reversed(queued[-free:]):  # the list is newest first: start the oldest
             self.processes[job.id] = launcher.launch(self.settings, self.store, job)
 
     async def _reap(self) -> None:

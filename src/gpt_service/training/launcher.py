@@ -10,7 +10,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections import deque
 from pathlib import Path
 
@@ -132,12 +131,3 @@ def finalize(settings: Settings, store: JobStore, job_id: str, returncode: int) 
         store.update(job_id, status=JobStatus.FAILED.value, error=error, finished_at=now_iso())
         logger.warning("training job %s failed: %s", job_id, error.splitlines()[0])
     return store.get(job_id, kind="train")
-
-
-def wait_for(process: subprocess.Popen[bytes], timeout: float) -> int | None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return process.returncode
-        time.sleep(0.1)
-    return None
