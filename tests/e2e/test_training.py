@@ -281,7 +281,7 @@ def test_interrupted_by_a_server_crash_then_resumed(tmp_path: Path) -> None:
         "base_model": "tiny",
         "dataset_path": "datasets/memorize.jsonl",
         "output_dir": "models/lora/resumed",
-        "max_steps": 60,
+        "max_steps": 200,  # the orphaned worker must still be mid-run when it stops
         "batch_size": 1,
         "save_steps": 5,
     }
@@ -304,22 +304,36 @@ def test_interrupted_by_a_server_crash_then_resumed(tmp_path: Path) -> None:
         status = wait_done(api, task_id)
         assert status["status"] == "completed", status["error"]
         assert status["result"]["resumed_from"].startswith("checkpoint-")
-        assert status["current_step"] == 60
+        assert status["current_step"] == 200
         steps = [p["step"] for p in status["loss_history"]]
-        assert steps == sorted(set(steps)) and steps[-1] == 60
+        assert steps == sorted(set(steps)) and steps[-1] == 200
         again = api.post(f"/train/{task_id}/resume")
         assert again.status_code == 409
 
 
 def test_cli_trains_locally_with_a_progress_bar(tmp_path: Path) -> None:
     data_dir = make_data_dir(tmp_path / "data")
-    command = [sys.executable, "-m", "gpt_service.cli", "train", "models/tiny-llama"]
-    command += ["datasets/memorize.jsonl", "--data-dir", str(data_dir), "--max-steps", "3"]
-    command += ["--output-dir", "models/lora/cli"]
+    command = [sys.executable, "-m", "gpt_service.cli", "train", "--data-dir", str(data_dir)]
     env = {**os.environ, **ENV, "HF_HUB_OFFLINE": "1", "COLUMNS": "120"}
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    options = ["--max-steps", "3", "--save-steps", "3", "--output-dir", "models/lora/cli"]
+    first = [*command, "models/tiny-llama", "datasets/memorize.jsonl", *options]
+    done = subprocess.run(first, capture_output=True, text=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "completed" in done.stderr and "3/3" in done.stderr
-    assert (data_dir / "models/lora/cli/adapter_model.safetensors").is_file()
-    jobs, total = JobStore(data_dir / "gpt_service.sqlite3").list("train")
+    adapter = data_dir / "models/lora/cli/adapter_model.safetensors"
+    assert adapter.is_file()
+    store = JobStore(data_dir / "gpt_service.sqlite3")
+    jobs, total = store.list("train")
     assert total == 1 and jobs[0].status == "completed"
+
+    # A crash after the last checkpoint but before the result was saved: resuming takes the
+    # checkpoint as it is (no step past max_steps) and writes the adapter.
+    store.update(jobs[0].id, status="interrupted")
+    adapter.unlink()
+    again = subprocess.run(
+        [*command, "--resume", jobs[0].id], capture_output=True, text=True, env=env, timeout=300
+    )
+    assert again.returncode == 0, again.stderr
+    job = store.get(jobs[0].id)
+    assert job.status == "completed" and adapter.is_file()
+    assert job.result["global_step"] == 3 and job.result["resumed_from"] == "checkpoint-3"

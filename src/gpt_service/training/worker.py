@@ -37,7 +37,7 @@ def world_size() -> int:
     return int(os.environ.get("WORLD_SIZE", "1"))
 
 
-def watch_parent(parent_pid: int, interval: float = 1.0) -> None:
+def watch_parent(parent_pid: int, interval: float = 0.5) -> None:
     """Exit when the server (or CLI) that owns this job dies, rather than train orphaned.
 
     The job stays ``running`` in the store; the next server start marks it ``interrupted``
@@ -176,10 +176,8 @@ def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
     resume_from = last_complete_checkpoint(output / CHECKPOINTS)
     logger.info("job %s: training (resume from %s)", job_id, resume_from or "scratch")
     stage.enter("training")
-    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     metrics = {
-        **result.metrics,
-        "global_step": trainer.state.global_step,
+        **run_trainer(trainer, model, resume_from),
         "num_train_examples": len(train_data),
         "num_eval_examples": len(eval_data) if eval_data is not None else 0,
         "resumed_from": Path(resume_from).name if resume_from else None,
@@ -191,6 +189,26 @@ def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
     if trainer.is_world_process_zero():
         save_result(model, tokenizer, output, spec, params, metrics)
     return metrics
+
+
+def run_trainer(trainer: Any, model: Any, resume_from: Path | None) -> dict[str, Any]:
+    """Train, or continue from a checkpoint; one taken at the last step is used as it is.
+
+    A crash between the last checkpoint and saving the result leaves such a checkpoint, and
+    the Trainer resumed from it would run one step past ``max_steps``.
+    """
+    if resume_from is not None:
+        state = json.loads((resume_from / "trainer_state.json").read_text())
+        if state.get("max_steps") and state["global_step"] >= state["max_steps"]:
+            model.load_adapter(str(resume_from), adapter_name="default")
+            losses = [e["loss"] for e in state.get("log_history", []) if "loss" in e]
+            return {
+                "train_loss": losses[-1] if losses else None,
+                "epoch": state.get("epoch"),
+                "global_step": state["global_step"],
+            }
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    return {**result.metrics, "global_step": trainer.state.global_step}
 
 
 def save_result(
