@@ -60,8 +60,12 @@ class JobManager:
         if self._task:
             self._task.cancel()
         for job_id, process in list(self.processes.items()):
-            await asyncio.to_thread(launcher.stop, process, self.settings.shutdown_grace_seconds)
-            if self.store.get(job_id).status == JobStatus.RUNNING.value:
+            grace = self.settings.shutdown_grace_seconds
+            returncode = await asyncio.to_thread(launcher.stop, process, grace)
+            job = self.get(job_id)
+            if returncode == 0 and job.result is not None:  # it finished just in time
+                launcher.finalize(self.settings, self.store, job_id, returncode)
+            elif job.status == JobStatus.RUNNING.value:
                 self.store.update(job_id, status=JobStatus.INTERRUPTED.value)
             del self.processes[job_id]
 
