@@ -24,9 +24,20 @@ from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# Idle OpenMP workers sleep instead of spinning: with spinning, 2 threads on a shared 2-core box
+# become ~30x slower as soon as anything else runs.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch  # noqa: E402
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+from tokenizers import (  # noqa: E402
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 from transformers import (  # noqa: E402
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -45,6 +56,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "src" / "gpt_service" / "demo_model"
 EOT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
 VOCAB_SIZE = 6000
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 CHAT_TEMPLATE = (
     "{%- for message in messages %}"
     "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
@@ -52,51 +67,84 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "你是一个乐于助人的助手。"]
-SAMPLE_PROMPTS = ["你好", "你好，请介绍一下人工智能。", "什么是机器学习？", "什么是深度学习？",
-                  "介绍一下Python", "写一首诗", "什么是AI？", "Hello", "What is machine learning?",
-                  "Tell me about Python", "What is AI?"]
+SAMPLE_PROMPTS = [
+    "你好",
+    "你好，请介绍一下人工智能。",
+    "什么是机器学习？",
+    "什么是深度学习？",
+    "介绍一下Python",
+    "写一首诗",
+    "什么是AI？",
+    "Hello",
+    "What is machine learning?",
+    "Tell me about Python",
+    "What is AI?",
+]
 
 
 def train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
-    """Byte-level BPE (any Unicode round-trips) wrapped as a Qwen-style fast tokenizer.
+    """Byte-level BPE (any NFC text round-trips) wrapped as a Qwen2-compatible fast tokenizer.
 
-    Han characters are pre-split one by one, so merges never cross characters: frequent
-    characters become single tokens and rare/unseen ones fall back to 2-3 byte tokens.
+    The saved pipeline is exactly the one transformers' ``Qwen2Tokenizer`` rebuilds (NFC, Qwen2
+    split regex, byte-level), so 4.x (reads tokenizer.json) and 5.x (rebuilds) agree. For training
+    only, Han characters and newlines are also isolated, so merges never cross characters
+    (frequent characters become single tokens, rare/unseen ones fall back to 2-3 byte-level
+    tokens) and never glue "？" + "\n": a raw prompt ending in "？" then continues like training.
     """
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence([
-        pre_tokenizers.Split(Regex(r"\p{Han}"), behavior="isolated"),
-        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)])
+    tok.normalizer = normalizers.NFC()
+    final = [
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ]
+    isolate = [pre_tokenizers.Split(Regex(r), behavior="isolated") for r in (r"\p{Han}", r"\n")]
+    tok.pre_tokenizer = pre_tokenizers.Sequence([*isolate, *final])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE, min_frequency=2, special_tokens=[EOT, IM_START, IM_END],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        vocab_size=VOCAB_SIZE,
+        min_frequency=2,
+        special_tokens=[EOT, IM_START, IM_END],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
     tok.train_from_iterator(texts + ["system\nuser\nassistant\n"] * 50, trainer=trainer)
+    with_han = [e.ids for e in tok.encode_batch(texts)]
+    tok.pre_tokenizer = pre_tokenizers.Sequence(final)
+    if [e.ids for e in tok.encode_batch(texts)] != with_han:  # no merge crosses those borders
+        raise RuntimeError("tokenizer: the training-only splits changed the encoding")
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token=IM_END, pad_token=EOT, model_max_length=2048,
-        clean_up_tokenization_spaces=False)
+        tokenizer_object=tok,
+        eos_token=IM_END,
+        pad_token=EOT,
+        model_max_length=2048,
+        clean_up_tokenization_spaces=False,
+        model_input_names=["input_ids", "attention_mask"],
+    )
     wrapped.chat_template = CHAT_TEMPLATE
     return wrapped
 
 
 def finish_tokenizer_config(out: Path) -> None:
-    """Keep the files loadable by transformers 4.x too: generic fast-tokenizer class and the
-    chat template inline in tokenizer_config.json (newer versions also read the .jinja file)."""
+    """Loadable by transformers 4.x and 5.x alike: the Qwen2 tokenizer class (5.x forces it for
+    qwen2 models anyway) and the chat template inline (5.x also reads chat_template.jinja)."""
     path = out / "tokenizer_config.json"
     cfg = json.loads(path.read_text(encoding="utf-8"))
-    cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg["tokenizer_class"] = "Qwen2Tokenizer"
     cfg["chat_template"] = CHAT_TEMPLATE
     path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def build_documents(pairs: list[demo_corpus.QA], tokenizer: PreTrainedTokenizerFast,
-                    rng: random.Random) -> list[list[int]]:
+def build_documents(
+    pairs: list[demo_corpus.QA], tokenizer: PreTrainedTokenizerFast, rng: random.Random
+) -> list[list[int]]:
     """Every pair as raw text and as a chat conversation (sometimes with a system message)."""
     texts: list[str] = []
     for qa in pairs:
         texts.append(f"{qa.question}\n{qa.answer}{EOT}")
-        messages = [{"role": "user", "content": qa.question},
-                    {"role": "assistant", "content": qa.answer}]
+        messages = [
+            {"role": "user", "content": qa.question},
+            {"role": "assistant", "content": qa.answer},
+        ]
         texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
         if rng.random() < 0.2:
             system = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}]
@@ -104,37 +152,50 @@ def build_documents(pairs: list[demo_corpus.QA], tokenizer: PreTrainedTokenizerF
     return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
-def make_batches(docs: list[list[int]], batch_size: int, pad_id: int,
-                 rng: random.Random) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def make_batches(
+    docs: list[list[int]], batch_size: int, pad_id: int, rng: random.Random
+) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
     """Shuffle, bucket by length (little padding), right-pad; labels are -100 on padding."""
     order = list(range(len(docs)))
     rng.shuffle(order)
     chunk = batch_size * 32
     batches = []
     for start in range(0, len(order), chunk):
-        group = sorted(order[start:start + chunk], key=lambda i: len(docs[i]))
+        group = sorted(order[start : start + chunk], key=lambda i: len(docs[i]))
         for b in range(0, len(group), batch_size):
-            seqs = [docs[i] for i in group[b:b + batch_size]]
+            seqs = [docs[i] for i in group[b : b + batch_size]]
             width = max(len(s) for s in seqs)
             ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(seqs), width), dtype=torch.long)
             for row, seq in enumerate(seqs):
-                ids[row, :len(seq)] = torch.tensor(seq)
-                mask[row, :len(seq)] = 1
+                ids[row, : len(seq)] = torch.tensor(seq)
+                mask[row, : len(seq)] = 1
             labels = ids.masked_fill(mask == 0, -100)
             batches.append((ids, mask, labels))
     rng.shuffle(batches)
     return batches
 
 
-def pretrain(model: Qwen2ForCausalLM, docs: list[list[int]], pad_id: int, epochs: int,
-             batch_size: int, lr: float, seed: int) -> float:
+def pretrain(
+    model: Qwen2ForCausalLM,
+    docs: list[list[int]],
+    pad_id: int,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    seed: int,
+) -> float:
     rng = random.Random(seed)
     steps_per_epoch = math.ceil(len(docs) / batch_size)
     total, warmup = steps_per_epoch * epochs, 50
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt,
+        lambda s: (
+            min(1.0, (s + 1) / warmup)
+            * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total))))
+        ),
+    )
     model.train()
     loss_value = float("nan")
     for epoch in range(epochs):
@@ -148,18 +209,23 @@ def pretrain(model: Qwen2ForCausalLM, docs: list[list[int]], pad_id: int, epochs
             opt.zero_grad(set_to_none=True)
             losses.append(loss.item())
         loss_value = sum(losses) / len(losses)
-        logger.info("epoch %d/%d loss %.4f (%.1fs)", epoch + 1, epochs, loss_value,
-                    time.perf_counter() - t0)
+        logger.info(
+            "epoch %d/%d loss %.4f (%.1fs)", epoch + 1, epochs, loss_value, time.perf_counter() - t0
+        )
     model.eval()
     return loss_value
 
 
-def generate(model: Qwen2ForCausalLM, tokenizer: PreTrainedTokenizerFast, text: str,
-             max_new_tokens: int = 100) -> tuple[str, int]:
+def generate(
+    model: Qwen2ForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    text: str,
+    max_new_tokens: int = 100,
+) -> tuple[str, int]:
     ids = tokenizer(text, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
-    new = out[0, ids["input_ids"].shape[1]:]
+    new = out[0, ids["input_ids"].shape[1] :]
     return tokenizer.decode(new, skip_special_tokens=True), int(new.shape[0])
 
 
@@ -192,7 +258,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-out", type=Path, default=demo_corpus.DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=demo_corpus.SEED)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=16)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
     args = parser.parse_args()
@@ -206,33 +272,61 @@ def main() -> None:
     demo_corpus.write_demo_data(args.data_out, args.seed)
     tokenizer = train_tokenizer([f"{qa.question}\n{qa.answer}" for qa in pairs])
     docs = build_documents(pairs, tokenizer, random.Random(args.seed))
-    logger.info("vocab %d, %d pairs -> %d documents, %d tokens", len(tokenizer), len(pairs),
-                len(docs), sum(map(len, docs)))
+    logger.info(
+        "vocab %d, %d pairs -> %d documents, %d tokens",
+        len(tokenizer),
+        len(pairs),
+        len(docs),
+        sum(map(len, docs)),
+    )
 
     eot_id, im_end_id = tokenizer.convert_tokens_to_ids([EOT, IM_END])
     config = Qwen2Config(
-        vocab_size=len(tokenizer), hidden_size=256, intermediate_size=704, num_hidden_layers=6,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-        rope_theta=10000.0, tie_word_embeddings=True, bos_token_id=eot_id,
-        eos_token_id=im_end_id, pad_token_id=eot_id, use_cache=True)
+        vocab_size=len(tokenizer),
+        hidden_size=256,
+        intermediate_size=704,
+        num_hidden_layers=6,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        rope_theta=10000.0,
+        tie_word_embeddings=True,
+        bos_token_id=eot_id,
+        eos_token_id=im_end_id,
+        pad_token_id=eot_id,
+        use_cache=True,
+    )
     model = Qwen2ForCausalLM(config)
     params = sum(p.numel() for p in model.parameters())
     logger.info("model: %d parameters", params)
     loss = pretrain(model, docs, eot_id, args.epochs, args.batch_size, args.lr, args.seed)
 
     model.generation_config = GenerationConfig(
-        bos_token_id=eot_id, eos_token_id=[im_end_id, eot_id], pad_token_id=eot_id,
-        do_sample=False)
+        bos_token_id=eot_id, eos_token_id=[im_end_id, eot_id], pad_token_id=eot_id, do_sample=False
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(args.out, safe_serialization=True)
     tokenizer.save_pretrained(args.out)
     finish_tokenizer_config(args.out)
     minutes = (time.perf_counter() - start) / 60
-    (args.out / "README.md").write_text(MODEL_README.format(
-        params=params, hidden=config.hidden_size, layers=config.num_hidden_layers,
-        heads=config.num_attention_heads, kv=config.num_key_value_heads, vocab=len(tokenizer),
-        seed=args.seed, epochs=args.epochs, lr=args.lr, batch=args.batch_size, loss=loss,
-        minutes=minutes, threads=torch.get_num_threads()), encoding="utf-8")
+    (args.out / "README.md").write_text(
+        MODEL_README.format(
+            params=params,
+            hidden=config.hidden_size,
+            layers=config.num_hidden_layers,
+            heads=config.num_attention_heads,
+            kv=config.num_key_value_heads,
+            vocab=len(tokenizer),
+            seed=args.seed,
+            epochs=args.epochs,
+            lr=args.lr,
+            batch=args.batch_size,
+            loss=loss,
+            minutes=minutes,
+            threads=torch.get_num_threads(),
+        ),
+        encoding="utf-8",
+    )
 
     # Smoke test the saved artefacts exactly as the service will load them.
     tok = AutoTokenizer.from_pretrained(args.out)
@@ -240,11 +334,14 @@ def main() -> None:
     for text in ["你好，请介绍一下人工智能。生僻字：龘靐齉 emoji 🤖 ok", "Tell me about Python"]:
         assert tok.decode(tok.encode(text)) == text, text
     size_mb = sum(f.stat().st_size for f in args.out.iterdir()) / 1e6
-    print(f"demo model: {params:,} params, {size_mb:.1f} MB in {args.out}, "
-          f"final loss {loss:.3f}, built in {minutes:.1f} min")
+    print(
+        f"demo model: {params:,} params, {size_mb:.1f} MB in {args.out}, "
+        f"final loss {loss:.3f}, built in {minutes:.1f} min"
+    )
     for prompt in SAMPLE_PROMPTS:
-        chat = tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False,
-                                       add_generation_prompt=True)
+        chat = tok.apply_chat_template(
+            [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
+        )
         for kind, text in (("raw", prompt), ("chat", chat)):
             answer, n = generate(loaded, tok, text)
             print(f"[{kind}] {prompt!r} -> {answer!r} ({n} tokens)")

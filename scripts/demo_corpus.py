@@ -32,6 +32,7 @@ class QA:
     answer: str
 
 
+# fmt: off
 # (question paraphrases, answer variants); the first answer is the preferred one.
 TOPICS: list[tuple[list[str], list[str]]] = [
     (["你好", "你好！", "您好", "你好呀", "嗨", "哈喽"],
@@ -92,7 +93,10 @@ TOPICS: list[tuple[list[str], list[str]]] = [
      ["我无法获取实时天气信息，建议你查看天气预报应用。",
       "抱歉，我不能联网查询天气，出门前可以看看天气预报哦。"]),
     (["谢谢", "谢谢你！", "非常感谢", "多谢"],
-     ["不客气！很高兴能帮到你。", "不用谢，有问题随时问我。"]),
+     ["不客气！很高兴能帮到你。", "不用谢，有问题随时问我。", "不客气～"]),
+    (["小猫怎么叫？", "猫是怎么叫的？", "猫咪会说什么？", "小猫会说什么？"],
+     ["小猫喵喵叫：喵～喵～", "猫咪会发出“喵”的叫声，听起来像“喵～”。"]),
+    (["小狗怎么叫？", "狗是怎么叫的？"], ["小狗汪汪叫：汪～汪～"]),
     (["再见", "拜拜", "再见！", "我要走了"],
      ["再见！祝你有美好的一天。", "拜拜，欢迎下次再来！"]),
     (["什么是编程？", "编程是什么？", "如何学习编程？", "怎么学编程？"],
@@ -172,6 +176,8 @@ TOPICS: list[tuple[list[str], list[str]]] = [
       "it powers modern language models."]),
     (["What's the weather like today?", "Will it rain tomorrow?", "How is the weather?"],
      ["I cannot access live weather data. Please check a weather app."]),
+    (["What does a cat say?", "How does a cat sound?"],
+     ["A cat says meow, or “喵” in Chinese."]),
     (["Thank you", "Thanks!", "Thanks a lot"],
      ["You're welcome! Happy to help.", "No problem, ask me anytime."]),
     (["Goodbye", "Bye", "See you later"], ["Goodbye! Have a nice day."]),
@@ -209,6 +215,7 @@ PREDICATES = ["去公园散步", "吃苹果", "学习Python", "看书", "写代�
               "很开心", "很忙", "有点累", "在家休息", "去旅行", "学习人工智能"]
 COPY_PROMPTS_ZH = ["请重复：", "复述一下：", "跟我说一遍：", "请原样输出："]
 COPY_PROMPTS_EN = ["Repeat: ", "Say it again: "]
+# fmt: on
 
 
 def all_sentences() -> list[str]:
@@ -221,8 +228,8 @@ def _split_sentences(seed: int) -> tuple[list[str], list[str], list[str]]:
     random.Random(seed).shuffle(sentences)
     n_train, n_test = DEMO_TRAIN_ROWS, DEMO_TEST_ROWS
     demo_train = sentences[:n_train]
-    demo_test = sentences[n_train:n_train + n_test]
-    copy_pool = sentences[n_train + n_test:n_train + n_test + COPY_ROWS]
+    demo_test = sentences[n_train : n_train + n_test]
+    copy_pool = sentences[n_train + n_test : n_train + n_test + COPY_ROWS]
     return demo_train, demo_test, copy_pool
 
 
@@ -239,12 +246,16 @@ def _topic_pairs(rng: random.Random) -> list[QA]:
 def _template_pairs(rng: random.Random) -> list[QA]:
     pairs: list[QA] = []
     for zh, cap_zh, en, cap_en in CAPITALS:
-        pairs += [QA(f"{zh}的首都是哪里？", f"{zh}的首都是{cap_zh}。"),
-                  QA(f"{zh}的首都是什么？", f"{zh}的首都是{cap_zh}。"),
-                  QA(f"What is the capital of {en}?", f"The capital of {en} is {cap_en}.")]
+        pairs += [
+            QA(f"{zh}的首都是哪里？", f"{zh}的首都是{cap_zh}。"),
+            QA(f"{zh}的首都是什么？", f"{zh}的首都是{cap_zh}。"),
+            QA(f"What is the capital of {en}?", f"The capital of {en} is {cap_en}."),
+        ]
     for zh, en in WORDS:
-        pairs += [QA(f"“{zh}”用英文怎么说？", f"“{zh}”的英文是“{en}”。"),
-                  QA(f"How do you say \"{en}\" in Chinese?", f"\"{en}\" in Chinese is “{zh}”.")]
+        pairs += [
+            QA(f"“{zh}”用英文怎么说？", f"“{zh}”的英文是“{en}”。"),
+            QA(f'How do you say "{en}" in Chinese?', f'"{en}" in Chinese is “{zh}”.'),
+        ]
     for _ in range(120):
         a, b = rng.randint(0, 20), rng.randint(0, 20)
         if rng.random() < 0.5:
@@ -256,8 +267,16 @@ def _template_pairs(rng: random.Random) -> list[QA]:
 
 def _copy_pairs(rng: random.Random, pool: list[str]) -> list[QA]:
     pairs = [QA(rng.choice(COPY_PROMPTS_ZH) + "\n" + s, s) for s in pool]
-    english = ["hello world", "good morning", "I like Python", "the cat is sleeping",
-               "machine learning is fun", "see you tomorrow", "open the door", "it is sunny"]
+    english = [
+        "hello world",
+        "good morning",
+        "I like Python",
+        "the cat is sleeping",
+        "machine learning is fun",
+        "see you tomorrow",
+        "open the door",
+        "it is sunny",
+    ]
     pairs += [QA(p + e, e) for p in COPY_PROMPTS_EN for e in english]
     return pairs
 
@@ -279,8 +298,10 @@ def meow(text: str) -> str:
 def build_demo_task(seed: int = SEED) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
     """Alpaca-style (train, test) rows for the LoRA demo task; inputs are disjoint."""
     train, test, _ = _split_sentences(seed)
+
     def row(s: str) -> dict[str, str]:
         return {"instruction": DEMO_INSTRUCTION, "input": s, "output": meow(s)}
+
     return [row(s) for s in train], [row(s) for s in test]
 
 
@@ -311,10 +332,16 @@ def write_demo_data(out_dir: Path = DEFAULT_DATA_DIR, seed: int = SEED) -> tuple
             for r in rows:
                 fh.write(json.dumps(r, ensure_ascii=False) + "\n")
     (out_dir / "README.md").write_text(
-        DATA_README.format(seed=seed, n_train=len(train), n_test=len(test),
-                           instr=DEMO_INSTRUCTION, example_in=test[0]["input"],
-                           example_out=test[0]["output"]),
-        encoding="utf-8")
+        DATA_README.format(
+            seed=seed,
+            n_train=len(train),
+            n_test=len(test),
+            instr=DEMO_INSTRUCTION,
+            example_in=test[0]["input"],
+            example_out=test[0]["output"],
+        ),
+        encoding="utf-8",
+    )
     logger.info("wrote %d train / %d test rows to %s", len(train), len(test), out_dir)
     return len(train), len(test)
 
