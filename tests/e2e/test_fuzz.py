@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import not_a_server_error, response_schema_conformance
+from schemathesis.checks import response_schema_conformance
 
 from tests.server import RunningServer, start_server
 
@@ -44,7 +44,12 @@ def _fuzz(operation: schemathesis.APIOperation) -> str | None:
     @given(case=operation.as_strategy())
     def run(case: schemathesis.Case) -> None:
         response = case.call(timeout=60)
-        case.validate_response(response, checks=[not_a_server_error, response_schema_conformance])
+        # The proxy's upstream is a closed port: its 503 "unreachable" is the right answer.
+        is_upstream_down = response.status_code == 503 and operation.path.startswith("/ollama")
+        assert response.status_code < 500 or is_upstream_down, (
+            f"{response.status_code} {response.text[:300]}\n{case.as_curl_command()}"
+        )
+        case.validate_response(response, checks=[response_schema_conformance])
 
     try:
         run()

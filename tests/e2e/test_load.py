@@ -9,7 +9,7 @@ from tests.server import RunningServer
 
 
 def test_200_streams_with_disconnects_leak_nothing(server: RunningServer):
-    report = asyncio.run(run_load(server.url, clients=200, hang_up_every=3, max_tokens=16))
+    report = asyncio.run(run_load(server.url, clients=200, hang_up_every=3, max_tokens=8))
     assert report.lost == 0, report.outcomes
     assert report.outcomes["completed"] >= 120
     assert report.outcomes["disconnected"] >= 60

@@ -168,10 +168,16 @@ class Engine:
         loop = asyncio.get_running_loop()
         out: asyncio.Queue[StreamDelta] = asyncio.Queue()
 
-        def emit(delta: StreamDelta) -> None:
-            loop.call_soon_threadsafe(out.put_nowait, delta)
+        submitted: list[Sequence] = []
 
-        return TokenStream(self, self.submit(prompt_ids, params, emit, adapter), out)
+        def emit(delta: StreamDelta) -> None:
+            try:
+                loop.call_soon_threadsafe(out.put_nowait, delta)
+            except RuntimeError:  # the requester's event loop is gone: nobody is listening
+                submitted[0].is_cancelled = True
+
+        submitted.append(self.submit(prompt_ids, params, emit, adapter))
+        return TokenStream(self, submitted[0], out)
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
