@@ -67,19 +67,6 @@ CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "你是一个乐于助人的助手。"]
-SAMPLE_PROMPTS = [
-    "你好",
-    "你好，请介绍一下人工智能。",
-    "什么是机器学习？",
-    "什么是深度学习？",
-    "介绍一下Python",
-    "写一首诗",
-    "什么是AI？",
-    "Hello",
-    "What is machine learning?",
-    "Tell me about Python",
-    "What is AI?",
-]
 
 
 def train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
@@ -237,8 +224,11 @@ service, its tests and its LoRA demo work offline on CPU. It only knows a few do
 English question/answer topics (greetings, AI, machine learning, Python, poems, LoRA, ...) plus
 "repeat after me" copying. It is not useful for anything else.
 
-- Tokenizer: byte-level BPE (`tokenizers`), special tokens `<|endoftext|>` (pad),
-  `<|im_start|>`, `<|im_end|>` (eos); Qwen-style chat template. Any Unicode text round-trips.
+- Tokenizer: byte-level BPE (`tokenizers`) with the Qwen2 pre-tokenizer and NFC normaliser
+  (transformers 5 rebuilds it as `Qwen2Tokenizer`; 4.x reads `tokenizer.json`: same ids), so
+  any NFC text round-trips; characters unseen in the corpus become 2-4 byte-level tokens.
+  Special tokens `<|endoftext|>` (pad), `<|im_start|>`, `<|im_end|>` (eos); Qwen-style chat
+  template without a default system message.
 - Training data: `scripts/demo_corpus.py` (templates and hand-written facts, seed {seed}); each
   pair appears as raw text `question\\nanswer<|endoftext|>` and as a chat conversation.
 - Training: {epochs} epochs, AdamW lr {lr}, batch {batch}, final loss {loss:.3f}, about
@@ -338,7 +328,7 @@ def main() -> None:
         f"demo model: {params:,} params, {size_mb:.1f} MB in {args.out}, "
         f"final loss {loss:.3f}, built in {minutes:.1f} min"
     )
-    for prompt in SAMPLE_PROMPTS:
+    for prompt in demo_corpus.EXAMPLE_PROMPTS:
         chat = tok.apply_chat_template(
             [{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True
         )

@@ -33,6 +33,10 @@ class QA:
 
 
 # fmt: off
+# The API document's example prompts: the demo model must answer these (raw and chat form).
+EXAMPLE_PROMPTS = ["你好", "你好，请介绍一下人工智能。", "什么是机器学习？", "什么是深度学习？",
+                   "介绍一下Python", "写一首诗", "什么是AI？", "Hello", "What is machine learning?",
+                   "Tell me about Python", "What is AI?"]
 # (question paraphrases, answer variants); the first answer is the preferred one.
 TOPICS: list[tuple[list[str], list[str]]] = [
     (["你好", "你好！", "您好", "你好呀", "嗨", "哈喽"],
