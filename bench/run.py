@@ -7,12 +7,16 @@ time. Writes ``bench/results/<model>.md`` and ``.png`` and prints ratios to base
 
 from __future__ import annotations
 
+import os
+
+# Before torch loads: baselines and the server run with the same OpenMP policy (cli.main).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 import argparse
 import asyncio
 import gc
 import json
 import logging
-import os
 import resource
 from pathlib import Path
 
@@ -87,7 +91,7 @@ def main() -> None:
         "--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16, 64]
     )
     parser.add_argument(
-        "--requests", type=int, default=16, help="requests per client count (at least 1 per client)"
+        "--requests", type=int, default=64, help="requests per client count (at least 1 per client)"
     )
     parser.add_argument("--soak-seconds", type=float, default=0)
     parser.add_argument("--work-dir", default="/tmp/gpt-service-bench")

@@ -155,6 +155,11 @@ def evaluate(
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Idle OpenMP threads sleep instead of spinning (set before torch loads): with the event
+    # loop, training workers or anything else sharing a few cores, spinning threads slowed
+    # each step by up to 30x; measured 1-stream latency went from 1.26x to 1.04x of
+    # plain ``generate`` (bench/results/demo.md).
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     app()
 
 

@@ -39,6 +39,7 @@ def worker_command(job: JobRecord, db_path: Path, parent_pid: int) -> list[str]:
 
 def worker_env(settings: Settings, num_processes: int) -> dict[str, str]:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli.main: no spinning next to the server
     env["OMP_NUM_THREADS"] = str(num_threads(settings, num_processes))
     return env
 
