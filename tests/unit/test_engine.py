@@ -159,3 +159,14 @@ async def test_unread_stream_is_cancelled_when_dropped(llama: LoadedModel):
             break
         await asyncio.sleep(0.01)
     assert seq.finish_reason == "cancelled"
+
+
+async def test_huge_top_k_and_seed_do_not_break_the_batch(llama: LoadedModel):
+    """Found by schemathesis: top_k = 2**63 overflowed int64 and failed the whole step."""
+    params = SamplingParams(max_tokens=4, temperature=1.0, top_k=2**63, seed=2**70, ignore_eos=True)
+    normal = SamplingParams(max_tokens=4, temperature=0.0, ignore_eos=True)
+    results = await asyncio.gather(
+        llama.engine.generate(llama.encode("hi"), params),
+        llama.engine.generate(llama.encode("hello"), normal),
+    )
+    assert [r.completion_tokens for r in results] == [4, 4]

@@ -73,7 +73,8 @@ def sample(
         [1.0 if g else s.params.temperature for s, g in zip(seqs, greedy, strict=True)],
         device=device,
     )
-    top_k = torch.tensor([s.params.top_k for s in seqs], device=device)
+    vocab = logits.shape[-1]  # a top_k past the vocabulary is no limit (and may overflow int64)
+    top_k = torch.tensor([min(s.params.top_k, vocab) for s in seqs], device=device)
     top_p = torch.tensor([max(s.params.top_p, MIN_TOP_P) for s in seqs], device=device)
     scaled = logits / temps.unsqueeze(1)
     if bool((top_k > 0).any()) or bool((top_p < 1).any()):
@@ -91,5 +92,5 @@ def sample(
 
 def make_generator(seed: int, device: torch.device) -> torch.Generator:
     gen = torch.Generator(device=device)
-    gen.manual_seed(seed)
+    gen.manual_seed(seed % 2**63)  # any integer seed; torch takes at most 64 bits
     return gen
