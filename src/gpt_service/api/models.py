@@ -29,11 +29,11 @@ class AddAdapterRequest(BaseModel):
 
 
 def _detail(registry: RegistryDep, name: str) -> ModelDetail:
-    loaded = registry.get(name)
-    registry.list()  # refreshes is_current
-    engine = loaded.engine
+    engine = registry.get(name).engine
     return ModelDetail(
-        **asdict(loaded.info), num_running=engine.num_running, num_waiting=engine.num_waiting
+        **asdict(registry.info(name)),
+        num_running=engine.num_running,
+        num_waiting=engine.num_waiting,
     )
 
 

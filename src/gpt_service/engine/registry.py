@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -85,10 +85,12 @@ class ModelRegistry:
         model = self.get(name)
         return model, model.default_adapter
 
+    def info(self, name: str) -> ModelInfo:
+        """A loaded model's description, with ``is_current`` derived from ``current``."""
+        return replace(self.get(name).info, is_current=name == self.current)
+
     def list(self) -> list[ModelInfo]:
-        for loaded in self.models.values():
-            loaded.info.is_current = loaded.name == self.current
-        return [m.info for m in self.models.values()]
+        return [self.info(name) for name in self.models]
 
     # ---- load / unload -------------------------------------------------------------
     def resolve_source(self, model_path: str) -> str:
