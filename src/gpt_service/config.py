@@ -21,6 +21,9 @@ class EngineSettings(BaseModel):
     max_running: int = Field(32, ge=1, description="sequences decoded together per step")
     max_waiting: int = Field(256, ge=1, description="queued requests before 503")
     max_prefill_tokens: int = Field(2048, ge=16, description="prompt tokens prefilled per step")
+    # Torch intra-op threads of the serving process; 0: torch's default (one per core). With
+    # the short OpenMP spin set by the CLI, 2 threads beat 1 on 2 cores (see cli.main).
+    num_threads: int = Field(0, ge=0)
 
 
 class LimitSettings(BaseModel):

@@ -221,7 +221,7 @@ async def test_dataset_file_runs_batched_with_rows_progress_and_history(
     generation = results["generation"]
     assert generation["num_completion_tokens"] > 0 and generation["tokens_per_second"] > 0
     # Generation went through the continuous-batching engine: steps decoded several samples.
-    assert max(engine.stats.step_batch_sizes[steps_before:]) > 1
+    assert max(list(engine.stats.step_batch_sizes)[steps_before:]) > 1
     page = (await evals.get(f"/evaluate/results/{results['eval_id']}?sample_offset=8")).json()
     assert [r["index"] for r in page["samples"]] == [8, 9] and page["samples_offset"] == 8
     history = (await evals.get("/evaluate/history?status=completed")).json()

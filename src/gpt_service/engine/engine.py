@@ -11,6 +11,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -42,7 +43,8 @@ class EngineStats:
     num_prompt_tokens: int = 0
     num_generated_tokens: int = 0
     num_steps: int = 0
-    step_batch_sizes: list[int] = field(default_factory=list)
+    # rows per forward pass, most recent last (bounded: a server runs for weeks)
+    step_batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
 @dataclass
@@ -51,6 +53,23 @@ class _Text:
 
     detok: IncrementalDetokenizer
     stops: StopStringMatcher
+
+
+@dataclass(frozen=True, eq=False)
+class LoopSink:
+    """Where a sequence's deltas go: an ``asyncio.Queue`` read on ``loop``."""
+
+    loop: asyncio.AbstractEventLoop
+    queue: asyncio.Queue[StreamDelta]
+
+    def __call__(self, delta: StreamDelta) -> None:
+        self.loop.call_soon_threadsafe(self.queue.put_nowait, delta)
+
+
+def _deliver(items: list[tuple[Sequence, StreamDelta]]) -> None:
+    """Runs on the requesters' event loop."""
+    for seq, delta in items:
+        seq.emit.queue.put_nowait(delta)  # type: ignore[attr-defined]
 
 
 class TokenStream:
@@ -120,6 +139,7 @@ class Engine:
         self._pending = 0  # submitted but not yet admitted to the scheduler (guarded by _lock)
         self._lock = threading.Lock()
         self._texts: dict[int, _Text] = {}
+        self._outbox: list[tuple[Sequence, StreamDelta]] = []
         self._generators: dict[int, torch.Generator] = {}
         self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
         self._thread.start()
@@ -165,19 +185,9 @@ class Engine:
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
     ) -> TokenStream:
         """Submit now (errors such as overload raise here) and return the stream of deltas."""
-        loop = asyncio.get_running_loop()
-        out: asyncio.Queue[StreamDelta] = asyncio.Queue()
-
-        submitted: list[Sequence] = []
-
-        def emit(delta: StreamDelta) -> None:
-            try:
-                loop.call_soon_threadsafe(out.put_nowait, delta)
-            except RuntimeError:  # the requester's event loop is gone: nobody is listening
-                submitted[0].is_cancelled = True
-
-        submitted.append(self.submit(prompt_ids, params, emit, adapter))
-        return TokenStream(self, submitted[0], out)
+        sink = LoopSink(asyncio.get_running_loop(), asyncio.Queue())
+        seq = self.submit(prompt_ids, params, sink, adapter)
+        return TokenStream(self, seq, sink.queue)
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
@@ -240,8 +250,10 @@ class Engine:
             except Exception as exc:  # one bad step fails its requests, never the loop
                 logger.exception("engine %s step failed", self.name)
                 self._fail_running(f"internal error in model '{self.name}': {exc}")
+            self._flush()
         self._admit_inbox()
         self._fail_all(f"model '{self.name}' was unloaded")
+        self._flush()
         self._cancel_calls()
 
     def _run_calls(self) -> None:
@@ -283,8 +295,7 @@ class Engine:
                 self._start(seq)
             self._postprocess(plan.prefill, self.runner.prefill(plan.prefill))
         if self.scheduler.running:
-            order = {sid: i for i, sid in enumerate(self.runner.rows)}
-            decode = sorted(self.scheduler.running, key=lambda s: order[s.seq_id])
+            decode = list(self.scheduler.running)
             self._postprocess(decode, self.runner.decode(decode))
         self.stats.num_steps += 1
         if self.on_step:
@@ -340,7 +351,9 @@ class Engine:
             reason = "length"
         if reason is not None:
             delta += text.stops.flush()
-        seq.emit(StreamDelta(text=delta, token_ids=[token], logprobs=[logprob] if logprob else []))
+        self._emit(
+            seq, StreamDelta(text=delta, token_ids=[token], logprobs=[logprob] if logprob else [])
+        )
         if reason is not None:
             self._close(seq, reason)
         return reason is not None
@@ -349,14 +362,37 @@ class Engine:
         seq.finish_reason = reason
         self._texts.pop(seq.seq_id, None)
         self._generators.pop(seq.seq_id, None)
-        seq.emit(
+        self._emit(
+            seq,
             StreamDelta(
                 finish_reason=reason,
                 prompt_tokens=seq.num_prompt_tokens,
                 completion_tokens=seq.num_output_tokens,
                 error=error,
-            )
+            ),
         )
+
+    def _emit(self, seq: Sequence, delta: StreamDelta) -> None:
+        """Queue a delta for the requester; ``_flush`` hands a step's deltas over at once."""
+        self._outbox.append((seq, delta))
+
+    def _flush(self) -> None:
+        """Deliver queued deltas: one event-loop callback per requesting loop, not per token."""
+        if not self._outbox:
+            return
+        outbox, self._outbox = self._outbox, []
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, StreamDelta]]] = {}
+        for seq, delta in outbox:
+            if isinstance(seq.emit, LoopSink):
+                by_loop.setdefault(seq.emit.loop, []).append((seq, delta))
+            else:
+                seq.emit(delta)
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_deliver, items)
+            except RuntimeError:  # the requesters' event loop is gone: nobody is listening
+                for seq, _ in items:
+                    seq.is_cancelled = True
 
     def _fail_running(self, message: str) -> None:
         """After a failed step the shared cache is unusable: end every running sequence."""

@@ -25,6 +25,14 @@ class LoadOptions:
     allow_pickle_weights: bool = False
 
 
+def set_num_threads(setting: int) -> int:
+    """Torch intra-op threads for serving (0: keep torch's default); returns the count used."""
+    if setting and torch.get_num_threads() != setting:
+        torch.set_num_threads(setting)
+    logger.info("torch uses %d intra-op thread(s)", torch.get_num_threads())
+    return torch.get_num_threads()
+
+
 def resolve_device(setting: str) -> torch.device:
     if setting == "auto":
         if torch.cuda.is_available():

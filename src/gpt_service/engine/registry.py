@@ -65,6 +65,7 @@ class ModelRegistry:
         self.current: str | None = None
         self.loading: set[str] = set()
         self._lock = asyncio.Lock()
+        loader.set_num_threads(settings.engine.num_threads)
 
     # ---- lookup --------------------------------------------------------------------
     def get(self, name: str | None = None) -> LoadedModel:

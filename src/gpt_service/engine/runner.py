@@ -1,10 +1,15 @@
-"""All tensor code of the engine: batched prefill and decode over one ragged KV cache.
+"""All tensor code of the engine: batched prefill and decode over one slotted KV cache.
 
-The running batch shares one left-padded cache: row ``i`` holds one sequence, column ``t``
-one cache slot, and ``mask[i, t]`` says whether that slot is a real token. New sequences are
-prefilled together (left-padded among themselves) and merged in by padding both caches to
-the same width; finished rows are cut out and all-padding leading columns trimmed, so a
-decode step is always one forward pass over ``(B, 1)`` tokens.
+The running batch shares one preallocated cache per layer, ``(slots, kv_heads, capacity,
+head_dim)``. Slot ``i`` holds one sequence, right-aligned so that every sequence's last token
+sits in column ``end - 1``; ``mask[i, t]`` says whether column ``t`` of slot ``i`` is a real
+token. A decode step writes every slot's new key/value in place at column ``end`` (no copy of
+the cache) and attends over the window ``[start, end]``, so it is one forward pass over
+``(slots, 1)`` tokens.
+
+Joiners are prefilled together in a fresh cache and copied into free slots; a finished
+sequence only frees its slot. The buffers are reallocated (one copy) only when a step runs out
+of columns or slots, or when most slots are free.
 """
 
 from __future__ import annotations
@@ -14,12 +19,43 @@ from collections.abc import Sequence as Seq
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from transformers import DynamicCache
+from transformers.cache_utils import Cache, CacheLayerMixin
 
 from gpt_service.engine.sequence import Sequence
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in mixed-adapter batches
+CHUNK = 64  # spare columns allocated at a time
+
+
+class SlotLayer(CacheLayerMixin):
+    """One layer's keys/values in preallocated buffers; the runner owns ``start``/``end``."""
+
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, start: int, end: int) -> None:
+        super().__init__()
+        self.keys, self.values = keys, values
+        self.start, self.end = start, end
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        raise RuntimeError("slot layers are created initialized")
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        new_end = self.end + key_states.shape[-2]
+        self.keys[:, :, self.end : new_end] = key_states
+        self.values[:, :, self.end : new_end] = value_states
+        return self.keys[:, :, self.start : new_end], self.values[:, :, self.start : new_end]
+
+    def get_seq_length(self) -> int:
+        return self.end - self.start
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return self.end - self.start + query_length, 0
+
+    def get_max_length(self) -> int:
+        return -1
 
 
 class ModelRunner:
@@ -27,9 +63,15 @@ class ModelRunner:
         self.model = model
         self.device = device
         self.pad_id = pad_id
-        self.rows: list[int] = []  # seq_id of each cache row, in row order
-        self.cache: DynamicCache | None = None
-        self.mask: torch.Tensor | None = None  # (B, T) long, 1 = real token
+        self.slots: list[int | None] = []  # seq_id in each slot (None: free)
+        self.slot_of: dict[int, int] = {}
+        self.cache: Cache | None = None  # of SlotLayers while any slot is used
+        self.mask: torch.Tensor | None = None  # (slots, capacity) bool
+        self.lens: torch.Tensor | None = None  # (slots,) real tokens per slot = next position
+        self.start = 0  # first column any used slot needs
+        self.end = 0  # next column to write
+        self._adapters: list[str] = []  # adapter name per slot (PEFT mixed batches)
+        self._last: list[int] = []  # last token per slot (the next decode input)
         self.is_peft = hasattr(model, "peft_config")
         self._kwargs: dict[str, Any] = {"use_cache": True}
         self._cache_arg = "past_key_values"
@@ -51,88 +93,179 @@ class ModelRunner:
 
     @property
     def num_rows(self) -> int:
-        return len(self.rows)
+        """Slots holding a sequence."""
+        return len(self.slot_of)
 
     @property
     def cache_width(self) -> int:
+        return self.end - self.start
+
+    @property
+    def capacity(self) -> int:
         return 0 if self.mask is None else self.mask.shape[1]
 
-    def _forward(self, seqs: Seq[Sequence], cache: DynamicCache, **inputs: Any) -> torch.Tensor:
+    def _forward(self, adapters: list[str], cache: Cache, **inputs: Any) -> torch.Tensor:
         kwargs = dict(self._kwargs)
         kwargs[self._cache_arg] = cache
         if self.is_peft:
-            kwargs["adapter_names"] = [s.adapter or BASE_ADAPTER for s in seqs]
+            kwargs["adapter_names"] = adapters
         out = self.model(**inputs, **kwargs)
         return out.logits[:, -1, :].float()  # (B, V)
 
     @torch.inference_mode()
     def prefill(self, seqs: Seq[Sequence]) -> torch.Tensor:
-        """Run the prompts of ``seqs`` and add them as new rows. Returns last logits ``(B, V)``."""
+        """Run the prompts of ``seqs`` and give each a slot. Returns last logits ``(B, V)``."""
         width = max(s.num_tokens for s in seqs)
         ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(seqs), width), dtype=torch.long)
+        mask = torch.zeros((len(seqs), width), dtype=torch.bool)
         for row, seq in enumerate(seqs):
             tokens = seq.prompt_ids + seq.output_ids
             ids[row, width - len(tokens) :] = torch.tensor(tokens)
-            mask[row, width - len(tokens) :] = 1
+            mask[row, width - len(tokens) :] = True
         ids, mask = ids.to(self.device), mask.to(self.device)
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
+        adapters = [s.adapter or BASE_ADAPTER for s in seqs]
         logits = self._forward(
-            seqs, cache, input_ids=ids, attention_mask=mask, position_ids=positions
+            adapters, cache, input_ids=ids, attention_mask=mask, position_ids=positions
         )
-        self._merge([s.seq_id for s in seqs], cache, mask)
+        self._place(seqs, cache, mask, adapters)
         return logits
 
     @torch.inference_mode()
     def decode(self, seqs: Seq[Sequence]) -> torch.Tensor:
-        """One token for every row; ``seqs`` must be in row order. Returns logits ``(B, V)``."""
-        if [s.seq_id for s in seqs] != self.rows:
-            raise ValueError("decode batch does not match the cache rows")
-        assert self.mask is not None
-        ids = torch.tensor([[s.last_token] for s in seqs], device=self.device)  # (B, 1)
-        positions = self.mask.sum(dim=1, keepdim=True)  # (B, 1): real tokens so far
-        self.mask = F.pad(self.mask, (0, 1), value=1)
-        assert self.cache is not None
-        return self._forward(
-            seqs, self.cache, input_ids=ids, attention_mask=self.mask, position_ids=positions
+        """One token for every slot. Returns the logits ``(len(seqs), V)`` in ``seqs`` order."""
+        if len(seqs) != len(self.slot_of) or any(s.seq_id not in self.slot_of for s in seqs):
+            raise ValueError("decode batch does not match the cache slots")
+        if self.end == self.capacity:
+            self._relayout(self._used_slots(), extra_slots=0, min_end=0)
+        assert self.cache is not None and self.mask is not None and self.lens is not None
+        for seq in seqs:
+            self._last[self.slot_of[seq.seq_id]] = seq.last_token
+        ids = torch.tensor(self._last, device=self.device).unsqueeze(1)  # (S, 1)
+        self.mask[:, self.end] = True  # free slots attend to their own token only
+        logits = self._forward(
+            self._adapters,
+            self.cache,
+            input_ids=ids,
+            attention_mask=self.mask[:, self.start : self.end + 1],
+            position_ids=self.lens.unsqueeze(1),
         )
+        self._advance_columns(1)
+        self.lens += 1
+        order = [self.slot_of[s.seq_id] for s in seqs]
+        if order == list(range(len(self.slots))):
+            return logits
+        return logits[torch.tensor(order, device=logits.device)]
 
+    @torch.inference_mode()
     def release(self, seq_ids: Seq[int]) -> None:
-        """Drop the rows of finished or cancelled sequences and free their cache."""
-        gone = set(seq_ids) & set(self.rows)
-        if not gone:
+        """Free the slots of finished or cancelled sequences."""
+        freed = [self.slot_of.pop(sid) for sid in seq_ids if sid in self.slot_of]
+        if not freed:
             return
-        keep = [i for i, sid in enumerate(self.rows) if sid not in gone]
-        self.rows = [self.rows[i] for i in keep]
-        if not keep:
+        if not self.slot_of:
             self.reset()
             return
-        assert self.cache is not None and self.mask is not None
-        index = torch.tensor(keep, device=self.device)
-        self.mask = self.mask[index]
-        start = int((self.mask.sum(dim=0) > 0).nonzero()[0])  # first column anyone uses
-        self.mask = self.mask[:, start:]
-        for layer in self.cache.layers:
-            layer.keys = layer.keys[index, :, start:]
-            layer.values = layer.values[index, :, start:]
+        assert self.mask is not None and self.lens is not None
+        for slot in freed:
+            self.slots[slot] = None
+            self._adapters[slot] = BASE_ADAPTER
+            self._last[slot] = self.pad_id
+        index = torch.tensor(freed, device=self.device)
+        self.mask[index] = False
+        self.lens[index] = 0
+        used = self._used_slots()
+        if len(used) * 2 < len(self.slots):  # mostly holes: stop computing them
+            self._relayout(used, extra_slots=0, min_end=0)
+        else:
+            self._set_window(int(self.mask[used].any(dim=0).nonzero()[0]), self.end)
 
     def reset(self) -> None:
-        self.rows, self.cache, self.mask = [], None, None
+        self.slots, self.slot_of, self._adapters, self._last = [], {}, [], []
+        self.cache = self.mask = self.lens = None
+        self.start = self.end = 0
 
-    def _merge(self, seq_ids: list[int], cache: DynamicCache, mask: torch.Tensor) -> None:
-        if self.cache is None or self.mask is None:
-            self.rows, self.cache, self.mask = list(seq_ids), cache, mask
-            return
-        width = max(self.cache_width, mask.shape[1])
-        old_pad, new_pad = width - self.cache_width, width - mask.shape[1]
-        self.mask = torch.cat([F.pad(self.mask, (old_pad, 0)), F.pad(mask, (new_pad, 0))])
-        for old, new in zip(self.cache.layers, cache.layers, strict=True):
-            # keys/values are (B, heads, T, head_dim): pad T on the left.
-            old.keys = torch.cat(
-                [F.pad(old.keys, (0, 0, old_pad, 0)), F.pad(new.keys, (0, 0, new_pad, 0))]
-            )
-            old.values = torch.cat(
-                [F.pad(old.values, (0, 0, old_pad, 0)), F.pad(new.values, (0, 0, new_pad, 0))]
-            )
-        self.rows.extend(seq_ids)
+    # ---- slot bookkeeping ---------------------------------------------------------------
+    def _used_slots(self) -> list[int]:
+        return [i for i, sid in enumerate(self.slots) if sid is not None]
+
+    def _set_window(self, start: int, end: int) -> None:
+        self.start, self.end = start, end
+        if self.cache is not None:
+            for layer in self.cache.layers:
+                layer.start, layer.end = start, end
+
+    def _advance_columns(self, n: int) -> None:
+        self._set_window(self.start, self.end + n)
+
+    def _place(
+        self, seqs: Seq[Sequence], new: DynamicCache, mask: torch.Tensor, adapters: list[str]
+    ) -> None:
+        """Copy freshly prefilled sequences (left-padded to ``width``) into free slots."""
+        width = mask.shape[1]
+        free = [i for i, sid in enumerate(self.slots) if sid is None]
+        if self.cache is None or len(free) < len(seqs) or width > self.end:
+            self._relayout(self._used_slots(), len(seqs), min_end=width, template=new.layers)
+            free = [i for i, sid in enumerate(self.slots) if sid is None]
+        assert self.cache is not None and self.mask is not None and self.lens is not None
+        targets = free[: len(seqs)]
+        index = torch.tensor(targets, device=self.device)
+        lo = self.end - width
+        for layer, fresh in zip(self.cache.layers, new.layers, strict=True):
+            layer.keys[index, :, lo : self.end] = fresh.keys
+            layer.values[index, :, lo : self.end] = fresh.values
+        self.mask[index] = False
+        self.mask[index, lo : self.end] = mask
+        self.lens[index] = mask.sum(dim=1)
+        for slot, seq, adapter in zip(targets, seqs, adapters, strict=True):
+            self.slots[slot] = seq.seq_id
+            self.slot_of[seq.seq_id] = slot
+            self._adapters[slot] = adapter
+        first_used = int(mask.any(dim=0).nonzero()[0]) + lo
+        self._set_window(min(self.start, first_used), self.end)
+
+    def _relayout(
+        self,
+        keep: list[int],
+        extra_slots: int,
+        min_end: int,
+        template: list[Any] | None = None,
+    ) -> None:
+        """Fresh buffers holding the ``keep`` slots' window, room for ``extra_slots`` more and
+        at least ``min_end`` columns left of the write position, plus spare columns. Buffer
+        shapes come from the current cache or ``template`` (the layers of a prefill cache)."""
+        old = self.cache
+        layers_like = old.layers if old is not None else template
+        assert layers_like is not None
+        width = self.end - self.start if keep else 0
+        end = max(width, min_end)
+        capacity = end + max(CHUNK, width // 2)
+        num_slots = len(keep) + max(extra_slots, 0)
+        index = torch.tensor(keep, device=self.device)
+        layers: list[SlotLayer] = []
+        for i, like in enumerate(layers_like):
+            _, heads, _, head_dim = like.keys.shape
+            shape = (num_slots, heads, capacity, head_dim)
+            keys = torch.zeros(shape, dtype=like.keys.dtype, device=self.device)
+            values = torch.zeros(shape, dtype=like.values.dtype, device=self.device)
+            if keep and old is not None:
+                keys[: len(keep), :, end - width : end] = old.layers[i].keys[index][
+                    :, :, self.start : self.end
+                ]
+                values[: len(keep), :, end - width : end] = old.layers[i].values[index][
+                    :, :, self.start : self.end
+                ]
+            layers.append(SlotLayer(keys, values, end - width, end))
+        mask = torch.zeros(num_slots, capacity, dtype=torch.bool, device=self.device)
+        lens = torch.zeros(num_slots, dtype=torch.long, device=self.device)
+        if keep and self.mask is not None and self.lens is not None:
+            mask[: len(keep), end - width : end] = self.mask[index][:, self.start : self.end]
+            lens[: len(keep)] = self.lens[index]
+        spare = num_slots - len(keep)
+        self.slots = [self.slots[i] for i in keep] + [None] * spare
+        self.slot_of = {sid: i for i, sid in enumerate(self.slots) if sid is not None}
+        self._adapters = [self._adapters[i] for i in keep] + [BASE_ADAPTER] * spare
+        self._last = [self._last[i] for i in keep] + [self.pad_id] * spare
+        self.cache, self.mask, self.lens = Cache(layers=layers), mask, lens
+        self._set_window(end - width, end)

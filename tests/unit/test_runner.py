@@ -1,0 +1,117 @@
+"""The slotted KV cache of ``ModelRunner`` under joins and leaves (real Llama/GPT-2 code paths).
+
+Each schedule mixes what the runner must get right: finished sequences free a slot that a later
+joiner reuses, several sequences join in one step, a prompt longer than the cache window joins
+late (the window moves right), sequences run past the spare columns (the buffers are
+reallocated), and most slots empty out (the batch is compacted). Every sequence's greedy tokens
+must be the ones it gets alone, and those must be what ``model.generate`` gives.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM
+
+from gpt_service.engine.runner import CHUNK, ModelRunner
+from gpt_service.engine.sequence import Sequence
+from gpt_service.engine.types import SamplingParams
+
+PARAMS = SamplingParams(temperature=0.0, ignore_eos=True)
+
+# step -> sequences joining then: (name, prompt length, tokens to generate)
+SCHEDULE: dict[int, list[tuple[str, int, int]]] = {
+    0: [("a", 5, 20), ("b", 12, 90), ("c", 3, 8)],
+    2: [("d", 7, 30)],
+    9: [("e", 4, 12)],  # c has left: e takes its slot
+    10: [("g", 60, 10)],  # longer than the window so far
+    11: [("f", 9, 6)],
+    30: [("h", 2, 80)],
+    31: [("i", 11, 5), ("j", 6, 5), ("k", 8, 5)],
+}
+
+
+def _prompts(vocab: int) -> dict[str, list[int]]:
+    rng = random.Random(0)
+    return {
+        name: [rng.randrange(3, vocab) for _ in range(length)]
+        for joins in SCHEDULE.values()
+        for name, length, _ in joins
+    }
+
+
+def _greedy(model, logits: torch.Tensor) -> list[int]:
+    logits = logits.clone()
+    logits[:, model.config.eos_token_id] = float("-inf")  # as ignore_eos / min_new_tokens do
+    return logits.argmax(-1).tolist()
+
+
+def _run(model, schedule, prompts) -> tuple[dict[str, list[int]], ModelRunner, dict[str, int]]:
+    """Drive the runner like ``Engine.step``: prefill joiners, then one decode over every slot."""
+    runner = ModelRunner(model, torch.device("cpu"), pad_id=0)
+    running: dict[str, Sequence] = {}
+    wanted: dict[str, int] = {}
+    out: dict[str, list[int]] = {}
+    peak_slots = in_place_joins = 0
+    for step in range(max(schedule) + 200):
+        joiners = []
+        for name, _, n in schedule.get(step, []):
+            seq = Sequence(prompts[name], PARAMS, emit=lambda d: None)
+            running[name], wanted[name] = seq, n
+            joiners.append(seq)
+        if joiners:
+            before = runner.cache
+            for seq, token in zip(joiners, _greedy(model, runner.prefill(joiners)), strict=True):
+                seq.output_ids.append(token)
+            in_place_joins += before is not None and runner.cache is before
+        if not running:
+            if step > max(schedule):
+                break
+            continue
+        seqs = list(running.values())
+        peak_slots = max(peak_slots, len(runner.slots))
+        for seq, token in zip(seqs, _greedy(model, runner.decode(seqs)), strict=True):
+            seq.output_ids.append(token)
+        done = [name for name, seq in running.items() if len(seq.output_ids) >= wanted[name]]
+        runner.release([running[name].seq_id for name in done])
+        for name in done:
+            out[name] = running.pop(name).output_ids[: wanted[name]]
+    return out, runner, {"peak_slots": peak_slots, "in_place_joins": in_place_joins}
+
+
+@pytest.mark.parametrize("arch", ["tiny-llama", "tiny-gpt2"])
+def test_joins_and_leaves_give_every_sequence_its_solo_tokens(tiny_dir: Path, arch: str):
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir / "models" / arch).eval()
+    prompts = _prompts(model.config.vocab_size)
+    together, runner, stats = _run(model, SCHEDULE, prompts)
+
+    assert stats["in_place_joins"] >= 1  # a joiner went into a freed slot, no reallocation
+
+    assert runner.num_rows == 0 and runner.cache is None  # everything was released
+    assert stats["peak_slots"] < sum(len(j) for j in SCHEDULE.values())  # slots were reused
+    assert max(n for joins in SCHEDULE.values() for _, _, n in joins) > CHUNK  # ran past spares
+    for joins in SCHEDULE.values():
+        for name, _, n in joins:
+            alone, _, _ = _run(model, {0: [(name, 0, n)]}, prompts)
+            assert together[name] == alone[name], name
+            with torch.inference_mode():
+                reference = model.generate(
+                    torch.tensor([prompts[name]]),
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
+            assert alone[name] == reference[0, len(prompts[name]) :].tolist(), name
+
+
+def test_decode_rejects_a_batch_that_is_not_the_cache(tiny_dir: Path):
+    model = AutoModelForCausalLM.from_pretrained(tiny_dir / "models" / "tiny-llama").eval()
+    runner = ModelRunner(model, torch.device("cpu"), pad_id=0)
+    a, b = (Sequence([5, 6, 7], PARAMS, emit=lambda d: None) for _ in range(2))
+    runner.prefill([a])
+    with pytest.raises(ValueError, match="does not match"):
+        runner.decode([a, b])
