@@ -36,6 +36,12 @@ from gpt_service.errors import EngineOverloaded, GenerationFailed, InvalidReques
 
 logger = logging.getLogger(__name__)
 
+# Forwards at least this big, and every forward while the batch is that big, use every intra-op
+# thread (measured on 2 cores, demo model: a 2nd thread made decode 18% faster at 8 rows and
+# nothing at 4; prefill 25% faster at ~60 tokens).
+PARALLEL_DECODE_ROWS = 8
+PARALLEL_PREFILL_TOKENS = 64
+
 
 @dataclass
 class EngineStats:
@@ -138,6 +144,8 @@ class Engine:
         self._stopping = False
         self._pending = 0  # submitted but not yet admitted to the scheduler (guarded by _lock)
         self._lock = threading.Lock()
+        self.max_threads = torch.get_num_threads()
+        self._threads = self.max_threads
         self._texts: dict[int, _Text] = {}
         self._outbox: list[tuple[Sequence, StreamDelta]] = []
         self._generators: dict[int, torch.Generator] = {}
@@ -293,13 +301,27 @@ class Engine:
         if plan.prefill:
             for seq in plan.prefill:
                 self._start(seq)
+            self._use_threads(
+                sum(s.num_tokens for s in plan.prefill) >= PARALLEL_PREFILL_TOKENS
+                or len(self.scheduler.running) >= PARALLEL_DECODE_ROWS
+            )
             self._postprocess(plan.prefill, self.runner.prefill(plan.prefill))
+            self._flush()  # first tokens go out now, not after the decode pass
         if self.scheduler.running:
             decode = list(self.scheduler.running)
+            self._use_threads(len(decode) >= PARALLEL_DECODE_ROWS)
             self._postprocess(decode, self.runner.decode(decode))
         self.stats.num_steps += 1
         if self.on_step:
             self.on_step(self)
+
+    def _use_threads(self, parallel: bool) -> None:
+        """All intra-op threads for big forwards, one for small ones (which gain nothing from
+        a second thread and would take the core the event loop needs)."""
+        threads = self.max_threads if parallel else 1
+        if threads != self._threads:
+            torch.set_num_threads(threads)
+            self._threads = threads
 
     def _start(self, seq: Sequence) -> None:
         self._texts[seq.seq_id] = _Text(

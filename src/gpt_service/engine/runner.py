@@ -84,6 +84,13 @@ class ModelRunner:
             self._kwargs["logits_to_keep"] = 1  # only the last position's logits are needed
         # transformers renamed ``past_key_values`` to ``cache`` in 5.x.
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
+        # A ready 4D boolean mask passes through transformers' mask builders (5.x) unchanged.
+        config = base.config
+        self._sdpa = (
+            "cache" in params
+            and getattr(config, "_attn_implementation", None) == "sdpa"
+            and all(t == "full_attention" for t in getattr(config, "layer_types", None) or [])
+        )
 
     def set_model(self, model: Any) -> None:
         """Swap in a wrapped model (a ``PeftModel`` after the first adapter); engine thread only."""
@@ -144,11 +151,14 @@ class ModelRunner:
             self._last[self.slot_of[seq.seq_id]] = seq.last_token
         ids = torch.tensor(self._last, device=self.device).unsqueeze(1)  # (S, 1)
         self.mask[:, self.end] = True  # free slots attend to their own token only
+        mask = self.mask[:, self.start : self.end + 1]
+        if self._sdpa:  # the 4D mask SDPA takes, so transformers need not build it every step
+            mask = mask[:, None, None, :]
         logits = self._forward(
             self._adapters,
             self.cache,
             input_ids=ids,
-            attention_mask=self.mask[:, self.start : self.end + 1],
+            attention_mask=mask,
             position_ids=self.lens.unsqueeze(1),
         )
         self._advance_columns(1)
