@@ -37,10 +37,14 @@ def _apply_penalties(logits: torch.Tensor, seqs: Seq[Sequence]) -> None:
 def _block_eos(logits: torch.Tensor, seqs: Seq[Sequence], eos_ids: list[int]) -> None:
     if not eos_ids:
         return
-    for row, seq in enumerate(seqs):
-        p = seq.params
-        if p.ignore_eos or seq.num_output_tokens < p.min_tokens:
-            logits[row, eos_ids] = float("-inf")
+    rows = [
+        row
+        for row, seq in enumerate(seqs)
+        if seq.params.ignore_eos or seq.num_output_tokens < seq.params.min_tokens
+    ]
+    if rows:  # one indexed write for the whole batch
+        index = torch.tensor(rows, device=logits.device).unsqueeze(1)
+        logits[index, torch.tensor(eos_ids, device=logits.device)] = float("-inf")
 
 
 def _top_k_top_p(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
