@@ -41,9 +41,19 @@ def run_baselines(model_dir: Path, prompts: list[str], new_tokens: int) -> list[
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
     results = []
-    for fn in (baselines.sequential, baselines.static_batch, baselines.hf_continuous):
+    # The two baselines the targets are relative to run 3 times and keep their fastest run:
+    # timings on these machines vary by 20% between runs, and a slow baseline flatters the
+    # service. transformers' generate_batch is slow and only shown for reference.
+    for fn, runs in (
+        (baselines.sequential, 3),
+        (baselines.static_batch, 3),
+        (baselines.hf_continuous, 1),
+    ):
         logger.info("%s: %s", model_dir.name, fn.__name__)
-        result = fn(model, tokenizer, prompts, new_tokens)
+        result = max(
+            (fn(model, tokenizer, prompts, new_tokens) for _ in range(runs)),
+            key=lambda r: r.throughput,
+        )
         result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         results.append(result)
     del model
@@ -92,7 +102,7 @@ def main() -> None:
         "--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 4, 16, 64]
     )
     parser.add_argument(
-        "--requests", type=int, default=64, help="requests per client count (at least 8 per client)"
+        "--requests", type=int, default=32, help="requests per client count (at least 8 per client)"
     )
     parser.add_argument("--soak-seconds", type=float, default=0)
     parser.add_argument("--work-dir", default="/tmp/gpt-service-bench")
