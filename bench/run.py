@@ -18,7 +18,6 @@ import gc
 import json
 import logging
 import os
-import resource
 from pathlib import Path
 from typing import Any
 
@@ -48,8 +47,9 @@ def _service_row(
 
 
 def _baseline(fn, model: Any, tokenizer: Any, prompts: list[str], new_tokens: int) -> Result:
-    result = fn(model, tokenizer, prompts, new_tokens)
-    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    with RssSampler(os.getpid(), interval=0.05, children=False) as rss:  # not the server
+        result = fn(model, tokenizer, prompts, new_tokens)
+    result.peak_rss_mb = rss.peak / 2**20
     logger.info("%s -> %.1f tok/s", result.name, result.throughput)
     return result
 

@@ -50,11 +50,12 @@ def _dumps(data: dict) -> str:
 
 
 async def _sse_events(stream: AsyncIterator[StreamDelta], model_name: str) -> AsyncIterator[dict]:
-    """One ``message`` event per text increment, then ``done`` (or ``error``)."""
+    """One ``message`` event per generated token (its text may be empty while a character is
+    incomplete), then ``done`` (or ``error``)."""
     num_tokens = 0
     async for delta in stream:
         num_tokens += len(delta.token_ids)
-        if delta.text:
+        if delta.text or delta.token_ids:
             yield {"data": _dumps({"text": delta.text, "tokens_generated": num_tokens})}
         if delta.is_final:
             if delta.error:
@@ -72,8 +73,9 @@ async def _sse_events(stream: AsyncIterator[StreamDelta], model_name: str) -> As
 @router.post(
     "/generate/stream",
     summary="Generate text as Server-Sent Events",
-    description='Events: `message` with `{"text": increment}`; finally `done` with '
-    "`finish_reason` and token counts (or `error` with `detail`).",
+    description='Events: one `message` per generated token, `{"text": increment, '
+    '"tokens_generated": n}` (the increment is empty while a character is incomplete); '
+    "finally `done` with `finish_reason` and token counts (or `error` with `detail`).",
 )
 async def generate_stream(body: GenerateRequest, service: GenerationDep) -> EventSourceResponse:
     job = GenerationJob(
