@@ -15,6 +15,7 @@ of columns or slots, or when most slots are free.
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Sequence as Seq
 from typing import Any
 
@@ -23,6 +24,8 @@ from transformers import DynamicCache
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from gpt_service.engine.sequence import Sequence
+
+logger = logging.getLogger(__name__)
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in mixed-adapter batches
 CHUNK = 64  # spare columns allocated at a time
@@ -86,11 +89,21 @@ class ModelRunner:
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         # A ready 4D boolean mask passes through transformers' mask builders (5.x) unchanged.
         config = base.config
+        full_attention = all(
+            t == "full_attention" for t in getattr(config, "layer_types", None) or []
+        )
         self._sdpa = (
             "cache" in params
             and getattr(config, "_attn_implementation", None) == "sdpa"
-            and all(t == "full_attention" for t in getattr(config, "layer_types", None) or [])
+            and full_attention
         )
+        if not full_attention:
+            logger.warning(
+                "%s has sliding-window attention layers; the engine's shared cache attends to "
+                "the whole context, so sequences longer than the window may differ from "
+                "transformers' own generate",
+                type(base).__name__,
+            )
 
     def set_model(self, model: Any) -> None:
         """Swap in a wrapped model (a ``PeftModel`` after the first adapter); engine thread only."""
