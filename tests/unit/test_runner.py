@@ -4,7 +4,8 @@ Each schedule mixes what the runner must get right: finished sequences free a sl
 joiner reuses, several sequences join in one step, a prompt longer than the cache window joins
 late (the window moves right), sequences run past the spare columns (the buffers are
 reallocated), and most slots empty out (the batch is compacted). Every sequence's greedy tokens
-must be the ones it gets alone, and those must be what ``model.generate`` gives.
+must be the ones it gets alone, and those must be what ``model.generate`` gives; also for
+models whose layers attend to a sliding window shorter than the sequences.
 """
 
 from __future__ import annotations
@@ -14,11 +15,18 @@ from pathlib import Path
 
 import pytest
 import torch
-from transformers import AutoModelForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    MistralConfig,
+    MistralForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 from gpt_service.engine.runner import CHUNK, ModelRunner
 from gpt_service.engine.sequence import Sequence
 from gpt_service.engine.types import SamplingParams
+from gpt_service.errors import InvalidRequest
 
 PARAMS = SamplingParams(temperature=0.0, ignore_eos=True)
 
@@ -82,9 +90,36 @@ def _run(model, schedule, prompts) -> tuple[dict[str, list[int]], ModelRunner, d
     return out, runner, {"peak_slots": peak_slots, "in_place_joins": in_place_joins}
 
 
-@pytest.mark.parametrize("arch", ["tiny-llama", "tiny-gpt2"])
+def _sliding(kind: str, attn: str = "sdpa"):
+    """Random models with sliding-window layers (window 8): all layers, or one of two."""
+    torch.manual_seed(0)
+    shape = dict(
+        vocab_size=300,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=256,
+        eos_token_id=2,
+        pad_token_id=0,
+    )
+    if kind == "mistral":
+        config = MistralConfig(sliding_window=8, **shape)
+        return MistralForCausalLM._from_config(config, attn_implementation=attn).eval()
+    config = Qwen2Config(use_sliding_window=True, sliding_window=8, max_window_layers=1, **shape)
+    return Qwen2ForCausalLM._from_config(config, attn_implementation=attn).eval()
+
+
+def _model(tiny_dir: Path, arch: str):
+    if arch.endswith("-sliding"):
+        return _sliding(arch.removesuffix("-sliding"))
+    return AutoModelForCausalLM.from_pretrained(tiny_dir / "models" / arch).eval()
+
+
+@pytest.mark.parametrize("arch", ["tiny-llama", "tiny-gpt2", "mistral-sliding", "qwen2-sliding"])
 def test_joins_and_leaves_give_every_sequence_its_solo_tokens(tiny_dir: Path, arch: str):
-    model = AutoModelForCausalLM.from_pretrained(tiny_dir / "models" / arch).eval()
+    model = _model(tiny_dir, arch)
     prompts = _prompts(model.config.vocab_size)
     together, runner, stats = _run(model, SCHEDULE, prompts)
 
@@ -115,3 +150,8 @@ def test_decode_rejects_a_batch_that_is_not_the_cache(tiny_dir: Path):
     runner.prefill([a])
     with pytest.raises(ValueError, match="does not match"):
         runner.decode([a, b])
+
+
+def test_sliding_windows_without_sdpa_are_refused_clearly():
+    with pytest.raises(InvalidRequest, match="sliding-window"):
+        ModelRunner(_sliding("mistral", attn="eager"), torch.device("cpu"), pad_id=0)

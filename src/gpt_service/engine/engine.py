@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import queue
 import threading
 import time
@@ -126,6 +127,7 @@ class Engine:
         max_running: int = 32,
         max_waiting: int = 256,
         max_prefill_tokens: int = 2048,
+        max_threads: int = 0,
         on_step: Callable[[Engine], None] | None = None,
     ) -> None:
         self.name = name
@@ -144,8 +146,10 @@ class Engine:
         self._stopping = False
         self._pending = 0  # submitted but not yet admitted to the scheduler (guarded by _lock)
         self._lock = threading.Lock()
-        self.max_threads = torch.get_num_threads()
-        self._threads = self.max_threads
+        # torch's thread count is per thread once set, and a new thread starts from the last
+        # value any thread set: the loop sets its own at start (see ``_loop``).
+        self.max_threads = max_threads or os.cpu_count() or 1
+        self._threads = 0
         self._texts: dict[int, _Text] = {}
         self._outbox: list[tuple[Sequence, StreamDelta]] = []
         self._generators: dict[int, torch.Generator] = {}
@@ -245,6 +249,7 @@ class Engine:
 
     # ---- engine loop (its own thread) -------------------------------------------------
     def _loop(self) -> None:
+        self._use_threads(True)
         while not self._stopping:
             self._run_calls()
             self._admit_inbox()
@@ -407,8 +412,14 @@ class Engine:
         for seq, delta in outbox:
             if isinstance(seq.emit, LoopSink):
                 by_loop.setdefault(seq.emit.loop, []).append((seq, delta))
-            else:
+                continue
+            try:
                 seq.emit(delta)
+            except Exception:  # a broken sink loses its own deltas, never the loop
+                logger.exception(
+                    "engine %s: delivering to sequence %d failed", self.name, seq.seq_id
+                )
+                seq.is_cancelled = True
         for loop, items in by_loop.items():
             try:
                 loop.call_soon_threadsafe(_deliver, items)

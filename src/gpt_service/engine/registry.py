@@ -65,7 +65,7 @@ class ModelRegistry:
         self.current: str | None = None
         self.loading: set[str] = set()
         self._lock = asyncio.Lock()
-        loader.set_num_threads(settings.engine.num_threads)
+        self.num_threads = loader.set_num_threads(settings.engine.num_threads)
 
     # ---- lookup --------------------------------------------------------------------
     def get(self, name: str | None = None) -> LoadedModel:
@@ -165,6 +165,7 @@ class ModelRegistry:
             max_running=s.engine.max_running,
             max_waiting=s.engine.max_waiting,
             max_prefill_tokens=s.engine.max_prefill_tokens,
+            max_threads=self.num_threads,
         )
         info = ModelInfo(
             name=name,

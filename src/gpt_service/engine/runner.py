@@ -15,7 +15,6 @@ of columns or slots, or when most slots are free.
 from __future__ import annotations
 
 import inspect
-import logging
 from collections.abc import Sequence as Seq
 from typing import Any
 
@@ -24,8 +23,7 @@ from transformers import DynamicCache
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from gpt_service.engine.sequence import Sequence
-
-logger = logging.getLogger(__name__)
+from gpt_service.errors import InvalidRequest
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in mixed-adapter batches
 CHUNK = 64  # spare columns allocated at a time
@@ -34,10 +32,18 @@ CHUNK = 64  # spare columns allocated at a time
 class SlotLayer(CacheLayerMixin):
     """One layer's keys/values in preallocated buffers; the runner owns ``start``/``end``."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, start: int, end: int) -> None:
+    def __init__(
+        self,
+        keys: torch.Tensor,
+        values: torch.Tensor,
+        start: int,
+        end: int,
+        window: int | None = None,
+    ) -> None:
         super().__init__()
         self.keys, self.values = keys, values
         self.start, self.end = start, end
+        self.window = window  # sliding-window layers attend to the last ``window`` columns
         self.is_initialized = True
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
@@ -49,7 +55,8 @@ class SlotLayer(CacheLayerMixin):
         new_end = self.end + key_states.shape[-2]
         self.keys[:, :, self.end : new_end] = key_states
         self.values[:, :, self.end : new_end] = value_states
-        return self.keys[:, :, self.start : new_end], self.values[:, :, self.start : new_end]
+        lo = self.start if self.window is None else max(self.start, new_end - self.window)
+        return self.keys[:, :, lo:new_end], self.values[:, :, lo:new_end]
 
     def get_seq_length(self) -> int:
         return self.end - self.start
@@ -89,21 +96,22 @@ class ModelRunner:
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         # A ready 4D boolean mask passes through transformers' mask builders (5.x) unchanged.
         config = base.config
-        full_attention = all(
-            t == "full_attention" for t in getattr(config, "layer_types", None) or []
-        )
-        self._sdpa = (
-            "cache" in params
-            and getattr(config, "_attn_implementation", None) == "sdpa"
-            and full_attention
-        )
-        if not full_attention:
-            logger.warning(
-                "%s has sliding-window attention layers; the engine's shared cache attends to "
-                "the whole context, so sequences longer than the window may differ from "
-                "transformers' own generate",
-                type(base).__name__,
+        self._sdpa = "cache" in params and getattr(config, "_attn_implementation", None) == "sdpa"
+        # Sliding-window layers, as transformers' own cache decides them: rows are right-aligned,
+        # so a window is the same last columns for every row.
+        windows = {
+            layer.sliding_window
+            for layer in DynamicCache(config=config).layers
+            if getattr(layer, "is_sliding", False)
+        }
+        if len(windows) > 1 or (windows and not self._sdpa):
+            raise InvalidRequest(
+                f"{type(base).__name__} uses sliding-window attention that the engine supports "
+                "only with one window size and the 'sdpa' attention implementation"
             )
+        self._window: int | None = windows.pop() if windows else None
+        # Models with per-layer types take a mask per type; others (Mistral) one for all layers.
+        self._typed_masks = getattr(config, "layer_types", None) is not None
 
     def set_model(self, model: Any) -> None:
         """Swap in a wrapped model (a ``PeftModel`` after the first adapter); engine thread only."""
@@ -164,14 +172,11 @@ class ModelRunner:
             self._last[self.slot_of[seq.seq_id]] = seq.last_token
         ids = torch.tensor(self._last, device=self.device).unsqueeze(1)  # (S, 1)
         self.mask[:, self.end] = True  # free slots attend to their own token only
-        mask = self.mask[:, self.start : self.end + 1]
-        if self._sdpa:  # the 4D mask SDPA takes, so transformers need not build it every step
-            mask = mask[:, None, None, :]
         logits = self._forward(
             self._adapters,
             self.cache,
             input_ids=ids,
-            attention_mask=mask,
+            attention_mask=self._decode_mask(),
             position_ids=self.lens.unsqueeze(1),
         )
         self._advance_columns(1)
@@ -180,6 +185,21 @@ class ModelRunner:
         if order == list(range(len(self.slots))):
             return logits
         return logits[torch.tensor(order, device=logits.device)]
+
+    def _decode_mask(self) -> torch.Tensor | dict[str, torch.Tensor]:
+        assert self.mask is not None
+        full = self.mask[:, self.start : self.end + 1]
+        if not self._sdpa:  # 2D: transformers builds the 4D mask
+            return full
+        # The 4D mask SDPA takes, so transformers need not build it every step.
+        full = full[:, None, None, :]
+        if self._window is None:
+            return full
+        lo = max(self.start, self.end + 1 - self._window)  # as SlotLayer.update slices
+        sliding = self.mask[:, None, None, lo : self.end + 1]
+        if not self._typed_masks:
+            return sliding
+        return {"full_attention": full, "sliding_attention": sliding}
 
     @torch.inference_mode()
     def release(self, seq_ids: Seq[int]) -> None:
@@ -236,8 +256,9 @@ class ModelRunner:
         index = torch.tensor(targets, device=self.device)
         lo = self.end - width
         for layer, fresh in zip(self.cache.layers, new.layers, strict=True):
-            layer.keys[index, :, lo : self.end] = fresh.keys
-            layer.values[index, :, lo : self.end] = fresh.values
+            kept = fresh.keys.shape[2]  # sliding-window layers keep only the last columns
+            layer.keys[index, :, self.end - kept : self.end] = fresh.keys
+            layer.values[index, :, self.end - kept : self.end] = fresh.values
         self.mask[index] = False
         self.mask[index, lo : self.end] = mask
         self.lens[index] = mask.sum(dim=1)
@@ -279,7 +300,12 @@ class ModelRunner:
                 values[: len(keep), :, end - width : end] = old.layers[i].values[index][
                     :, :, self.start : self.end
                 ]
-            layers.append(SlotLayer(keys, values, end - width, end))
+            window = (
+                like.window
+                if isinstance(like, SlotLayer)
+                else (like.sliding_window if getattr(like, "is_sliding", False) else None)
+            )
+            layers.append(SlotLayer(keys, values, end - width, end, window))
         mask = torch.zeros(num_slots, capacity, dtype=torch.bool, device=self.device)
         lens = torch.zeros(num_slots, dtype=torch.long, device=self.device)
         if keep and self.mask is not None and self.lens is not None:
