@@ -91,9 +91,9 @@ def check_targets(
     for key, (label, op, target) in TARGETS.items():
         median = statistics.median(r[key] for r in per_round)
         met = median >= target if op == ">=" else median <= target
-        each = ", ".join(f"{v:.2f}" for v in (r[key] for r in per_round))
+        each = ", ".join(f"{v:.3f}" for v in (r[key] for r in per_round))
         out.append(
-            f"- {label}: {median:.2f}x (target {op} {target}x: {'met' if met else 'MISSED'}; "
+            f"- {label}: {median:.3f}x (target {op} {target}x: {'met' if met else 'MISSED'}; "
             f"rounds: {each})"
         )
     return out
