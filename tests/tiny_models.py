@@ -36,6 +36,17 @@ def build_tokenizer(vocab_size: int = 400) -> PreTrainedTokenizerFast:
     )
 
 
+# A ~0.2M-parameter decoder shape shared by the tiny Llama-family test models.
+TINY_SHAPE = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    max_position_embeddings=256,
+)
+
+
 def save_llama(path: Path, seed: int = 0) -> Path:
     """A ~0.2M-parameter Llama with its tokenizer, saved as a standard HF directory."""
     import torch
@@ -44,12 +55,7 @@ def save_llama(path: Path, seed: int = 0) -> Path:
     tokenizer = build_tokenizer()
     config = LlamaConfig(
         vocab_size=len(tokenizer),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
+        **TINY_SHAPE,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,

@@ -27,6 +27,7 @@ from gpt_service.engine.runner import CHUNK, ModelRunner
 from gpt_service.engine.sequence import Sequence
 from gpt_service.engine.types import SamplingParams
 from gpt_service.errors import InvalidRequest
+from tests.tiny_models import TINY_SHAPE
 
 PARAMS = SamplingParams(temperature=0.0, ignore_eos=True)
 
@@ -93,17 +94,7 @@ def _run(model, schedule, prompts) -> tuple[dict[str, list[int]], ModelRunner, d
 def _sliding(kind: str, attn: str = "sdpa"):
     """Random models with sliding-window layers (window 8): all layers, or one of two."""
     torch.manual_seed(0)
-    shape = dict(
-        vocab_size=300,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=256,
-        eos_token_id=2,
-        pad_token_id=0,
-    )
+    shape = dict(vocab_size=300, **TINY_SHAPE, eos_token_id=2, pad_token_id=0)
     if kind == "mistral":
         config = MistralConfig(sliding_window=8, **shape)
         return MistralForCausalLM._from_config(config, attn_implementation=attn).eval()

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -269,23 +269,22 @@ class Engine:
         self._flush()
         self._cancel_calls()
 
-    def _run_calls(self) -> None:
+    def _take_calls(self) -> Iterator[tuple[Callable[[], Any], Future[Any]]]:
         while True:
             try:
-                fn, future = self._calls.get_nowait()
+                yield self._calls.get_nowait()
             except queue.Empty:
                 return
+
+    def _run_calls(self) -> None:
+        for fn, future in self._take_calls():
             try:
                 future.set_result(fn())
             except Exception as exc:
                 future.set_exception(exc)
 
     def _cancel_calls(self) -> None:
-        while True:
-            try:
-                _, future = self._calls.get_nowait()
-            except queue.Empty:
-                return
+        for _, future in self._take_calls():
             future.set_exception(ModelUnloaded(f"model '{self.name}' was unloaded"))
 
     def _admit_inbox(self) -> None:

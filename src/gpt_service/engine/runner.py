@@ -125,10 +125,6 @@ class ModelRunner:
         return len(self.slot_of)
 
     @property
-    def cache_width(self) -> int:
-        return self.end - self.start
-
-    @property
     def capacity(self) -> int:
         return 0 if self.mask is None else self.mask.shape[1]
 
