@@ -17,6 +17,8 @@ import psutil
 
 from bench.stats import Result
 
+LLAMA_SERVER = "llama-server+"  # URL prefix: the target is a llama-server, not the service
+
 
 class RssSampler:
     """Peak RSS of a process (and its children), sampled in a background thread."""
@@ -52,32 +54,56 @@ class RssSampler:
         self._thread.join()
 
 
+def _request(url: str, prompt: str, new_tokens: int) -> tuple[str, dict]:
+    """The streaming request for the service (``/generate/stream``) or a llama-server
+    (``/completion``; URLs marked ``llama-server+http://...``): same prompt, greedy, EOS ignored."""
+    if url.startswith(LLAMA_SERVER):
+        body = {
+            "prompt": prompt,
+            "n_predict": new_tokens,
+            "temperature": 0,
+            "ignore_eos": True,
+            "cache_prompt": False,
+            "stream": True,
+        }
+        return f"{url[len(LLAMA_SERVER) :]}/completion", body
+    body = {"prompt": prompt, "max_tokens": new_tokens, "temperature": 0, "ignore_eos": True}
+    return f"{url}/generate/stream", body
+
+
+def _tokens_so_far(data: dict, tokens: int) -> tuple[int, bool]:
+    """Tokens generated after this SSE event, and whether the event carries new text."""
+    if "tokens_generated" in data:  # the service: a running count
+        return data["tokens_generated"], "text" in data
+    if data.get("stop"):  # llama-server's last event
+        return data.get("tokens_predicted", tokens), False
+    return tokens + 1, True  # llama-server streams one event per token
+
+
 async def _one_request(
     session: aiohttp.ClientSession, url: str, prompt: str, new_tokens: int, result: Result
 ) -> None:
-    body = {"prompt": prompt, "max_tokens": new_tokens, "temperature": 0, "ignore_eos": True}
+    endpoint, body = _request(url, prompt, new_tokens)
     start = time.perf_counter()
     last = start
     ttft = float("nan")
     itls: list[float] = []
     tokens = 0
-    async with session.post(f"{url}/generate/stream", json=body) as response:
+    async with session.post(endpoint, json=body) as response:
         response.raise_for_status()
         async for line in response.content:  # one SSE line at a time
             if not line.startswith(b"data:"):
                 continue
             data = json.loads(line[5:])
             now = time.perf_counter()
-            if "text" in data:
-                new = data["tokens_generated"] - tokens
-                tokens = data["tokens_generated"]
+            count, has_text = _tokens_so_far(data, tokens)
+            new, tokens = count - tokens, count
+            if has_text and new > 0:
                 if tokens == new:
                     ttft = now - start
                 else:
-                    itls += [(now - last) / max(new, 1)] * max(new, 1)
+                    itls += [(now - last) / new] * new
                 last = now
-            elif "finish_reason" in data:
-                tokens = data["tokens_generated"]
     result.add_request(tokens, ttft, itls, time.perf_counter() - start)
 
 
