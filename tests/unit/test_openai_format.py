@@ -66,7 +66,8 @@ def test_sampling_params_per_choice():
     ("cls", "body", "param"),
     [
         (ChatCompletionRequest, {"messages": CHAT, "tools": [{"type": "function"}]}, "tools"),
-        (ChatCompletionRequest, {"messages": CHAT, "response_format": {"type": "json_object"}}, "response_format.type"),
+        (ChatCompletionRequest, {"messages": CHAT, "response_format": {"type": "xml"}}, "response_format.type"),
+        (ChatCompletionRequest, {"messages": CHAT, "response_format": {"type": "json_schema"}}, "response_format"),
         (ChatCompletionRequest, {"messages": CHAT, "top_logprobs": 2}, "top_logprobs"),
         (ChatCompletionRequest, {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]}, "messages.0.content"),
         (CompletionRequest, {"prompt": "x", "echo": True}, "echo"),

@@ -184,9 +184,10 @@ async def completions(
     if is_ids:
         _check_token_ids(registry, body.model, prompts)  # type: ignore[arg-type]
     max_tokens = _max_tokens(body.max_tokens, settings, COMPLETIONS_MAX_TOKENS)
+    constraint = body.response_format.constraint() if body.response_format else None
     jobs = [
         GenerationJob(
-            body.sampling(max_tokens, body.logprobs, i),
+            body.sampling(max_tokens, body.logprobs, i, constraint),
             body.model,
             prompt=None if is_ids else p,  # type: ignore[arg-type]
             prompt_ids=p if is_ids else None,  # type: ignore[arg-type]
@@ -237,9 +238,12 @@ async def chat_completions(
     _check_num_sequences(body.n, settings)
     max_tokens = _max_tokens(body.max_completion_tokens or body.max_tokens, settings)
     messages = body.engine_messages()
+    constraint = body.response_format.constraint() if body.response_format else None
     jobs = [
         GenerationJob(
-            body.sampling(max_tokens, body.num_logprobs, i), body.model, messages=messages
+            body.sampling(max_tokens, body.num_logprobs, i, constraint),
+            body.model,
+            messages=messages,
         )
         for i in range(body.n)
     ]

@@ -20,7 +20,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from gpt_service.engine.types import SamplingParams
+from gpt_service.engine.types import Constraint, SamplingParams
+
+JSON_OBJECT: dict[str, Any] = {"type": "object"}
 
 MAX_STOP_STRINGS = 16
 MAX_TOP_LOGPROBS = 20
@@ -92,7 +94,13 @@ class SamplingRequest(BaseModel):
     def include_usage(self) -> bool:
         return bool(self.stream and self.stream_options and self.stream_options.include_usage)
 
-    def sampling(self, max_tokens: int, logprobs: int | None, index: int = 0) -> SamplingParams:
+    def sampling(
+        self,
+        max_tokens: int,
+        logprobs: int | None,
+        index: int = 0,
+        constraint: Constraint | None = None,
+    ) -> SamplingParams:
         """Engine parameters of choice ``index`` (its own seed, so the n choices differ)."""
         seed = None if self.seed is None else (self.seed + index) % (SEED_MAX + 1)
         return SamplingParams(
@@ -108,7 +116,38 @@ class SamplingRequest(BaseModel):
             min_tokens=self.min_tokens,
             ignore_eos=self.ignore_eos,
             logprobs=logprobs,
+            constraint=constraint,
         )
+
+
+class JsonSchemaFormat(BaseModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str = Field("response", max_length=64)
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``text``, ``json_object`` (any JSON object) or ``json_schema`` (output valid against
+    the schema, enforced token by token by the engine's grammar)."""
+
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise PydanticCustomError("missing", "json_schema is required with type json_schema")
+        return self
+
+    def constraint(self) -> Constraint | None:
+        if self.type == "json_object":
+            return Constraint.json_schema(JSON_OBJECT)
+        if self.type == "json_schema" and self.json_schema is not None:
+            return Constraint.json_schema(self.json_schema.schema_ or JSON_OBJECT)
+        return None
 
 
 class CompletionRequest(SamplingRequest):
@@ -122,6 +161,9 @@ class CompletionRequest(SamplingRequest):
     echo: bool = False
     suffix: str | None = None
     best_of: int | None = Field(None, ge=1)
+    response_format: ResponseFormat | None = Field(
+        None, description="json_object / json_schema: constrained output (extension, as vLLM)"
+    )
 
     @field_validator("prompt")
     @classmethod
@@ -206,18 +248,6 @@ class ChatMessage(BaseModel):
             content = "".join(part.text or "" for part in content)
         role = "system" if self.role == "developer" else self.role
         return {"role": role, "content": content or ""}
-
-
-class ResponseFormat(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-    type: str = "text"
-
-    @field_validator("type")
-    @classmethod
-    def _text_only(cls, value: str) -> str:
-        if value != "text":
-            raise unsupported("only 'text'", what=f"'{value}'")
-        return value
 
 
 class ChatCompletionRequest(SamplingRequest):

@@ -16,7 +16,11 @@ DEFAULT_CHAT_TEMPLATE = (
 ROLES = ("system", "user", "assistant", "tool")
 
 
-def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
+def render_chat(
+    tokenizer: Any, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+) -> str:
+    """The prompt of a conversation; ``tools`` (OpenAI function definitions) and assistant
+    ``tool_calls`` / ``tool`` messages go to the template, which renders them its own way."""
     if not messages:
         raise InvalidRequest("messages must not be empty")
     for message in messages:
@@ -27,7 +31,11 @@ def render_chat(tokenizer: Any, messages: list[dict[str, str]]) -> str:
     template = getattr(tokenizer, "chat_template", None) or DEFAULT_CHAT_TEMPLATE
     try:
         return tokenizer.apply_chat_template(
-            messages, chat_template=template, add_generation_prompt=True, tokenize=False
+            messages,
+            tools=tools or None,
+            chat_template=template,
+            add_generation_prompt=True,
+            tokenize=False,
         )
     except Exception as exc:  # jinja raises for templates that reject a conversation shape
         raise InvalidRequest(f"chat template rejected the messages: {exc}") from exc

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from gpt_service.engine.detokenizer import IncrementalDetokenizer, StopStringMatcher
+from gpt_service.engine.grammar import GrammarCompiler
 from gpt_service.engine.logprobs import top_logprobs
 from gpt_service.engine.runner import ModelRunner
 from gpt_service.engine.sampling import make_generator, sample
@@ -137,6 +138,8 @@ class Engine:
         self.max_waiting = max_waiting
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
         self.runner = ModelRunner(model, device, pad_id)
+        vocab = getattr(model.config, "vocab_size", None) or len(tokenizer)
+        self.grammars = GrammarCompiler(tokenizer, vocab)  # structured output (llguidance)
         self.scheduler = Scheduler(max_running, max_prefill_tokens)
         self.stats = EngineStats()
         self.on_step = on_step
@@ -181,6 +184,15 @@ class Engine:
                 f"prompt has {len(prompt_ids)} tokens; model '{self.name}' accepts at most "
                 f"{self.max_context - 1}"
             )
+        grammar = None
+        if params.constraint is not None:  # compiled before (off this thread) by the service
+            grammar = self.grammars.start(params.constraint)
+            budget = min(params.max_tokens, self.max_context - len(prompt_ids))
+            if grammar.closing_tokens > budget:
+                raise InvalidRequest(
+                    f"max_tokens: {budget} tokens cannot hold the shortest output this schema "
+                    f"allows ({grammar.closing_tokens} tokens with this model's tokenizer)"
+                )
         with self._lock:
             if self.num_waiting >= self.max_waiting:
                 raise EngineOverloaded(
@@ -189,6 +201,7 @@ class Engine:
                 )
             self._pending += 1
         seq = Sequence(prompt_ids, params, emit, adapter=adapter, max_context=self.max_context)
+        seq.grammar = grammar
         self._inbox.put(seq)
         self._wake.set()
         return seq
@@ -371,7 +384,8 @@ class Engine:
         seq.output_ids.append(token)
         delta = "" if is_eos else text.stops.push(text.detok.add(token))
         reason: FinishReason | None = None
-        if is_eos or text.stops.is_stopped:
+        grammar_done = seq.grammar is not None and not is_eos and seq.grammar.advance(token)
+        if is_eos or grammar_done or text.stops.is_stopped:
             reason = "stop"
         elif seq.num_output_tokens >= p.max_tokens or seq.num_tokens >= self.max_context:
             reason = "length"

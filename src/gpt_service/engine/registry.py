@@ -45,9 +45,11 @@ class LoadedModel:
     def encode(self, prompt: str) -> list[int]:
         return encode_prompt(self.tokenizer, prompt)
 
-    def encode_chat(self, messages: list[dict[str, str]]) -> list[int]:
+    def encode_chat(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
+    ) -> list[int]:
         return encode_prompt(
-            self.tokenizer, render_chat(self.tokenizer, messages), is_templated=True
+            self.tokenizer, render_chat(self.tokenizer, messages, tools), is_templated=True
         )
 
     def resolve_adapter(self, adapter: str | None) -> str | None:

@@ -10,6 +10,7 @@ from collections.abc import Sequence as Seq
 
 import torch
 
+from gpt_service.engine.grammar import apply_grammars
 from gpt_service.engine.sequence import Sequence
 
 # Below these, float32 arithmetic overflows to inf/nan; clamping keeps one odd request from
@@ -40,7 +41,8 @@ def _block_eos(logits: torch.Tensor, seqs: Seq[Sequence], eos_ids: list[int]) ->
     rows = [
         row
         for row, seq in enumerate(seqs)
-        if seq.params.ignore_eos or seq.num_output_tokens < seq.params.min_tokens
+        if seq.grammar is None  # a grammar decides itself when the end may come
+        and (seq.params.ignore_eos or seq.num_output_tokens < seq.params.min_tokens)
     ]
     if rows:  # one indexed write for the whole batch
         index = torch.tensor(rows, device=logits.device).unsqueeze(1)
@@ -68,6 +70,10 @@ def sample(
 ) -> torch.Tensor:
     """Pick the next token of every row; ``logits`` is ``(B, V)`` float32. Returns ``(B,)``."""
     _apply_penalties(logits, seqs)
+    constrained = [row for row, seq in enumerate(seqs) if seq.grammar is not None]
+    if constrained:  # structured output: mask those rows to what their grammar allows
+        states = [seqs[row].grammar for row in constrained]
+        apply_grammars(logits, constrained, states, [seqs[r].remaining_tokens for r in constrained])
     _block_eos(logits, seqs, eos_ids)
     greedy = [s.params.is_greedy for s in seqs]
     if all(greedy):

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, auto
+from typing import Any
 
 from gpt_service.engine.types import FinishReason, SamplingParams, StreamDelta
 
@@ -33,6 +34,7 @@ class Sequence:
     is_cancelled: bool = False  # set from the requester's thread; read by the engine loop
     arrival_time: float = field(default_factory=time.perf_counter)
     first_token_time: float | None = None
+    grammar: Any = None  # engine.grammar.GrammarState of a constrained row (structured output)
 
     @property
     def num_prompt_tokens(self) -> int:
@@ -45,6 +47,13 @@ class Sequence:
     @property
     def num_tokens(self) -> int:
         return self.num_prompt_tokens + self.num_output_tokens
+
+    @property
+    def remaining_tokens(self) -> int:
+        """New tokens this sequence may still produce (``max_tokens`` and the context)."""
+        return min(
+            self.params.max_tokens - self.num_output_tokens, self.max_context - self.num_tokens
+        )
 
     @property
     def last_token(self) -> int:

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import Literal
 
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 # Temperatures below this are greedy: dividing float32 logits by them overflows.
 MIN_TEMPERATURE = 1e-5
+
+
+@dataclass(frozen=True, slots=True)
+class Constraint:
+    """What a constrained row's output must match: a JSON schema (as JSON text) or a Lark
+    grammar (llguidance's dialect, which can embed ``%json{...}`` schemas)."""
+
+    kind: Literal["json_schema", "lark"]
+    spec: str
+
+    @classmethod
+    def json_schema(cls, schema: dict | bool) -> Constraint:
+        return cls("json_schema", json.dumps(schema, ensure_ascii=False, sort_keys=False))
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +38,7 @@ class SamplingParams:
     min_tokens: int = 0
     ignore_eos: bool = False
     logprobs: int | None = None  # top-N logprobs per generated token (None: off)
+    constraint: Constraint | None = None  # structured output (see engine/grammar.py)
 
     @property
     def is_greedy(self) -> bool:

@@ -28,7 +28,8 @@ class GenerationJob:
     params: SamplingParams
     model_name: str | None = None
     prompt: str | None = None
-    messages: list[dict[str, str]] | None = None
+    messages: list[dict[str, Any]] | None = None
+    tools: list[dict[str, Any]] | None = None  # function definitions for the chat template
     prompt_ids: list[int] | None = None
     use_ollama: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -66,12 +67,20 @@ class GenerationService:
         if job.prompt_ids is not None:
             ids = job.prompt_ids
         elif job.messages is not None:
-            ids = model.encode_chat(job.messages)
+            ids = model.encode_chat(job.messages, job.tools)
         else:
             if not job.prompt or not job.prompt.strip():
                 raise InvalidRequest("prompt must not be empty")
             ids = model.encode(job.prompt)
         return Prepared(model, adapter, ids)
+
+    async def prepare_checked(self, job: GenerationJob) -> Prepared:
+        """``prepare``, plus the structured-output grammar compiled (cached) off the event
+        loop, so a schema the grammar library refuses is a 400 before anything is queued."""
+        prepared = self.prepare(job)
+        if job.params.constraint is not None:
+            await asyncio.to_thread(prepared.model.engine.grammars.compile, job.params.constraint)
+        return prepared
 
     def _check_params(self, params: SamplingParams) -> None:
         if params.max_tokens > self.max_tokens_cap:
@@ -83,6 +92,13 @@ class GenerationService:
         except ValueError as exc:
             raise InvalidRequest(str(exc)) from exc
 
+    def _check_ollama(self, job: GenerationJob) -> None:
+        self._check_params(job.params)
+        if job.params.constraint is not None or job.tools:
+            raise InvalidRequest(
+                "response_format and tools are not supported with use_ollama (local models only)"
+            )
+
     def _backend(self) -> GenerationBackend:
         if self.ollama is None:
             raise Unavailable("use_ollama is set but no Ollama upstream is configured")
@@ -91,9 +107,9 @@ class GenerationService:
     async def complete(self, job: GenerationJob) -> tuple[Completion, str]:
         """Run to the end; returns the completion and the model name that served it."""
         if job.use_ollama:
-            self._check_params(job.params)
+            self._check_ollama(job)
             return await self._backend().complete(job), job.model_name or ""
-        return await self._run(self.prepare(job), job)
+        return await self._run(await self.prepare_checked(job), job)
 
     async def _run(self, prepared: Prepared, job: GenerationJob) -> tuple[Completion, str]:
         engine = prepared.model.engine
@@ -106,7 +122,7 @@ class GenerationService:
         then submit them all at once so the engine batches them."""
         if any(job.use_ollama for job in jobs):
             return list(await asyncio.gather(*(self.complete(job) for job in jobs)))
-        prepared = [self.prepare(job) for job in jobs]
+        prepared = [await self.prepare_checked(job) for job in jobs]
         return list(
             await asyncio.gather(*(self._run(p, j) for p, j in zip(prepared, jobs, strict=True)))
         )
@@ -114,13 +130,13 @@ class GenerationService:
     async def open_stream(self, job: GenerationJob) -> tuple[AsyncIterator[StreamDelta], str]:
         """Validate and submit now (so errors get a status code), stream later."""
         if job.use_ollama:
-            self._check_params(job.params)
+            self._check_ollama(job)
             stream = self._backend().stream(job)
             # Reach the upstream before answering, so it being down or not knowing the model
             # is a 503/404 status rather than an error event inside a 200 stream.
             first = await anext(stream)
             return _prepend(first, stream), job.model_name or ""
-        prepared = self.prepare(job)
+        prepared = await self.prepare_checked(job)
         stream = prepared.model.engine.open_stream(
             prepared.prompt_ids, job.params, prepared.adapter
         )
