@@ -20,11 +20,12 @@ from gpt_service.api.errors import install_error_handlers
 from gpt_service.api.middleware import (
     ApiKeyMiddleware,
     BodyLimitMiddleware,
+    JsonBodyMiddleware,
     RequestContextMiddleware,
 )
-from gpt_service.api.openapi import install_openapi
+from gpt_service.api.openapi import install_docs, install_openapi
 from gpt_service.api.ui import mount_ui
-from gpt_service.config import Settings
+from gpt_service.config import Settings, check_startup
 from gpt_service.services.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -107,26 +108,26 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
-    if settings.environment == "prod" and not settings.api_keys and not settings.allow_open_prod:
-        raise RuntimeError(
-            "refusing to start in the prod environment without API keys: set "
-            "GPT_SERVICE_API_KEYS, or GPT_SERVICE_ALLOW_OPEN_PROD=true to run open on purpose"
-        )
+    check_startup(settings)
     app = FastAPI(
         title="GPT Service",
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # served by install_docs, from local files
+        redoc_url=None,
     )
     app.state.settings = settings
     install_error_handlers(app)
 
     app.state.metrics = Metrics(lambda: app.state)
     # Added last = outermost: request id and metrics see every response, 401 and 413 included.
+    app.add_middleware(JsonBodyMiddleware)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
     app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, docs_open=settings.docs_open)
     app.add_middleware(RequestContextMiddleware, observer=app.state.metrics)
     install_openapi(app, bool(settings.api_keys))
+    install_docs(app)
     app.include_router(metrics_api.router)
     app.include_router(evaluation_api.router)
     app.include_router(training_api.router)

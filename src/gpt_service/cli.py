@@ -5,17 +5,34 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 
 app = typer.Typer(help="gpt-service: serve, fine-tune and evaluate LLMs", no_args_is_help=True)
 
 
-def _settings(**overrides: object):  # noqa: ANN202 - Settings import is deferred
-    from gpt_service.config import Settings
+def _settings(serving: bool = False, **overrides: object):  # noqa: ANN202 - deferred import
+    """The settings, or one readable line naming the bad variable and exit status 2."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
 
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    from gpt_service.config import InvalidSettings, Settings, check_startup, describe_settings_error
+
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+        if serving:
+            check_startup(settings)
+    except (ValidationError, SettingsError) as exc:
+        _fail(describe_settings_error(exc))
+    except InvalidSettings as exc:
+        _fail(str(exc))
+    return settings
+
+
+def _fail(message: str) -> NoReturn:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(2)
 
 
 @app.command()
@@ -40,6 +57,7 @@ def serve(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     settings = _settings(
+        serving=True,
         default_model=model,
         default_model_path=model_path,
         data_dir=data_dir,

@@ -5,11 +5,12 @@ Built once (``Settings()``) and passed to ``create_app``; tests build their own.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DEMO_MODEL_DIR = PACKAGE_DIR / "demo_model"
@@ -50,7 +51,7 @@ class Settings(BaseSettings):
     environment: Literal["dev", "prod"] = "dev"
     data_dir: Path = Path("data")
     # Read-only directories that model_path / lora_adapter may also point into.
-    model_dirs: list[Path] = Field(default_factory=list)
+    model_dirs: Annotated[list[Path], NoDecode] = Field(default_factory=list)
     default_model: str | None = DEMO_MODEL_NAME
     default_model_path: str | None = None
     # Start answering only once the default model is loaded (else: load in the background
@@ -63,7 +64,7 @@ class Settings(BaseSettings):
     ollama_base_url: str = "http://localhost:11434"
     ollama_timeout_seconds: float = 300.0  # read timeout: longest silence of the upstream
     ollama_connect_timeout_seconds: float = 5.0
-    api_keys: list[str] = Field(default_factory=list)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allow_open_prod: bool = False
     docs_open: bool = True  # /docs and /openapi.json reachable without a key
     log_level: str = "INFO"
@@ -72,6 +73,11 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+
+    @field_validator("api_keys", "model_dirs", mode="before")
+    @classmethod
+    def _list_from_text(cls, value: object) -> object:
+        return parse_list(value)
 
     @property
     def models_dir(self) -> Path:
@@ -88,3 +94,52 @@ class Settings(BaseSettings):
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.models_dir, self.datasets_dir):
             path.mkdir(parents=True, exist_ok=True)
+
+
+class InvalidSettings(ValueError):
+    """A setting that parses but cannot be used; the message names the variable."""
+
+
+def check_startup(settings: Settings) -> None:
+    if settings.environment == "prod" and not settings.api_keys and not settings.allow_open_prod:
+        raise InvalidSettings(
+            "invalid setting GPT_SERVICE_API_KEYS: refusing to start in the prod environment "
+            "without API keys (set it, or GPT_SERVICE_ALLOW_OPEN_PROD=true to run open on purpose)"
+        )
+
+
+def parse_list(value: object) -> object:
+    """A list setting from the environment: a JSON list, a comma-separated list or one value
+    (``GPT_SERVICE_API_KEYS=mykey``, as vLLM's ``--api-key`` takes it)."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if not text:
+        return []
+    if text.startswith("["):
+        try:
+            return json.loads(text)
+        except ValueError as exc:
+            raise ValueError(f"not a valid JSON list ({exc})") from None
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def env_name(loc: tuple[object, ...]) -> str:
+    """The environment variable a settings field is read from (nested with ``__``)."""
+    return "GPT_SERVICE_" + "__".join(str(p) for p in loc if not isinstance(p, int)).upper()
+
+
+def describe_settings_error(exc: ValidationError | SettingsError) -> str:
+    """One readable line naming the variable(s), for start-up errors (no traceback)."""
+    if isinstance(exc, SettingsError):
+        # pydantic-settings: 'error parsing value for field "x" from source "..."'
+        field = str(exc).split('"')[1] if '"' in str(exc) else ""
+        name = env_name(tuple(field.split("__"))) if field else "a GPT_SERVICE_ variable"
+        return f"invalid setting {name}: {exc.__cause__ or exc}"
+    parts = []
+    for err in exc.errors():
+        value = err.get("input")
+        shown = f" (got {value!r})" if isinstance(value, str | int | float) else ""
+        message = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        parts.append(f"{env_name(tuple(err.get('loc', ())))}: {message}{shown}")
+    return "invalid setting " + "; ".join(parts)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -39,10 +40,29 @@ def format_validation_error(exc: RequestValidationError) -> str:
     """Pydantic's error list as one readable sentence, e.g. ``temperature: ... (body)``."""
     parts = []
     for err in exc.errors():
+        if err.get("type") == "json_invalid":
+            parts.append(_json_error(exc.body, err))
+            continue
+        if err.get("type") == "unknown_field":  # the message names the field already
+            parts.append(str(err.get("msg")))
+            continue
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body", "query", "path")]
         where = ".".join(loc) or "request body"
         parts.append(f"{where}: {err.get('msg', 'invalid value')}")
     return "; ".join(parts) or "invalid request"
+
+
+def _json_error(document: Any, err: Mapping[str, Any]) -> str:
+    """``malformed JSON body at line 3, column 5: Expecting ',' delimiter``."""
+    reason = str((err.get("ctx") or {}).get("error", "invalid JSON"))
+    loc = err.get("loc", ())
+    position = loc[-1] if loc and isinstance(loc[-1], int) else None
+    if isinstance(document, bytes):
+        document = document.decode("utf-8", errors="replace")
+    if position is None or not isinstance(document, str):
+        return f"malformed JSON body: {reason}"
+    located = json.JSONDecodeError(reason, document, position)
+    return f"malformed JSON body at line {located.lineno}, column {located.colno}: {reason}"
 
 
 def request_id(request: Request) -> str:

@@ -83,6 +83,34 @@ class RequestContextMiddleware:
                 self.observer.on_http(scope["method"], path, status, elapsed)
 
 
+_BODY_METHODS = ("POST", "PUT", "PATCH")
+_JSON = b"application/json"
+
+
+def _is_json(content_type: bytes) -> bool:
+    main = content_type.split(b";")[0].strip().lower()
+    return main == _JSON or main.endswith(b"+json")
+
+
+class JsonBodyMiddleware:
+    """Every body is read as JSON whatever its Content-Type says (none, or curl -d's
+    ``application/x-www-form-urlencoded``, as Ollama's documentation writes its examples):
+    no route here takes form data, so the header is rewritten to ``application/json``."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in _BODY_METHODS:
+            headers = [(k, v) for k, v in scope.get("headers", []) if k != b"content-type"]
+            content_type = next(
+                (v for k, v in scope.get("headers", []) if k == b"content-type"), b""
+            )
+            if not _is_json(content_type):
+                scope = {**scope, "headers": [*headers, (b"content-type", _JSON)]}
+        await self.app(scope, receive, send)
+
+
 class BodyLimitMiddleware:
     """413 for bodies over the limit, by Content-Length or while a chunked body streams in."""
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from gpt_service.api.deps import RegistryDep
 from gpt_service.api.schemas import (
@@ -15,11 +15,12 @@ from gpt_service.api.schemas import (
     ModelSummary,
     StatusResponse,
 )
+from gpt_service.schema_base import StrictBody
 
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-class AddAdapterRequest(BaseModel):
+class AddAdapterRequest(StrictBody):
     adapter_path: str = Field(..., min_length=1, description="LoRA adapter directory")
     adapter_name: str | None = Field(
         None,

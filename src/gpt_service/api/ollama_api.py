@@ -20,7 +20,7 @@ from gpt_service.api.errors import ERROR_SHAPES
 from gpt_service.api.ollama_format import ps_entry, show_body, tag_entry
 from gpt_service.api.ollama_schemas import ChatBody, GenerateBody, ModelBody, OllamaRequest
 from gpt_service.api.ollama_stream import Turn, collect, ndjson, run
-from gpt_service.errors import InvalidRequest, ModelNotFound, ServiceError
+from gpt_service.errors import ModelNotFound, ServiceError
 from gpt_service.services.generation import GenerationJob
 from gpt_service.services.ollama_catalog import OllamaCatalog
 
@@ -97,14 +97,6 @@ async def _pull_progress(catalog: OllamaCatalog, name: str) -> AsyncIterator[dic
     yield {"status": "success"}
 
 
-def _check_ids(ids: list[int], model: LoadedModel) -> list[int]:
-    # Out-of-vocabulary ids would fail the engine step shared with other requests.
-    vocab = len(model.tokenizer)
-    if any(not 0 <= i < vocab for i in ids):
-        raise InvalidRequest(f"context holds token ids outside the vocabulary (0..{vocab - 1})")
-    return ids
-
-
 def _generate_ids(body: GenerateBody, model: LoadedModel) -> list[int]:
     prompt = body.prompt or ""
     if body.raw or not getattr(model.tokenizer, "chat_template", None):
@@ -114,7 +106,7 @@ def _generate_ids(body: GenerateBody, model: LoadedModel) -> list[int]:
     else:
         system = [{"role": "system", "content": body.system}] if body.system else []
         ids = model.encode_chat([*system, {"role": "user", "content": prompt}])
-    return _check_ids(list(body.context or []), model) + ids
+    return list(body.context or []) + ids  # checked with the prompt's by the service
 
 
 async def _prepare(body: OllamaRequest, catalog: OllamaCatalog, is_chat: bool) -> tuple[Turn, str]:

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from gpt_service.engine.types import SamplingParams
 from gpt_service.errors import InvalidRequest
+from gpt_service.schema_base import LogsUnknownFields
 
 # Ollama's defaults where ours differ (llama.cpp's sampling defaults).
 DEFAULT_TEMPERATURE = 0.8
@@ -93,7 +94,7 @@ def is_zero_keep_alive(value: float | str | None) -> bool:
     return all(float(n) == 0 for n in re.findall(r"\d+(?:\.\d*)?|\.\d+", text))
 
 
-class _NullIsDefault(BaseModel):
+class _NullIsDefault(LogsUnknownFields):
     """Go clients send ``null`` for unset pointers (``"stream": null``): that means default."""
 
     model_config = ConfigDict(extra="ignore")

@@ -117,19 +117,6 @@ def _check_num_sequences(count: int, settings: Settings) -> None:
         )
 
 
-def _check_token_ids(registry: RegistryDep, model: str | None, prompts: list[list[int]]) -> None:
-    """Out-of-vocabulary ids would fail the whole engine step, so refuse them here."""
-    loaded, _ = registry.resolve(model)
-    vocab = len(loaded.tokenizer)
-    vocab = min(vocab, getattr(loaded.model.config, "vocab_size", None) or vocab)
-    for i, ids in enumerate(prompts):
-        bad = next((t for t in ids if not 0 <= t < vocab), None)
-        if bad is not None:
-            raise InvalidRequest(
-                f"prompt: token id {bad} in prompt {i} is outside the vocabulary (0..{vocab - 1})"
-            )
-
-
 async def _complete_all(
     service: GenerationService, jobs: list[GenerationJob]
 ) -> list[tuple[Completion, str]]:
@@ -175,14 +162,11 @@ def _sse(events: Any) -> EventSourceResponse:
 async def completions(
     body: CompletionRequest,
     service: GenerationDep,
-    registry: RegistryDep,
     settings: SettingsDep,
 ) -> Any:
     prompts = body.prompts()
     _check_num_sequences(len(prompts) * body.n, settings)
-    is_ids = isinstance(prompts[0], list)
-    if is_ids:
-        _check_token_ids(registry, body.model, prompts)  # type: ignore[arg-type]
+    is_ids = isinstance(prompts[0], list)  # ids are checked with every other prompt's
     max_tokens = _max_tokens(body.max_tokens, settings, COMPLETIONS_MAX_TOKENS)
     constraint = body.response_format.constraint() if body.response_format else None
     jobs = [

@@ -21,6 +21,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from gpt_service.engine.types import Constraint, SamplingParams
+from gpt_service.schema_base import LogsUnknownFields
 
 JSON_OBJECT: dict[str, Any] = {"type": "object"}
 
@@ -47,7 +48,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class SamplingRequest(BaseModel):
+class SamplingRequest(LogsUnknownFields):
     """Fields shared by /v1/completions and /v1/chat/completions (incl. vLLM-style extras)."""
 
     model_config = ConfigDict(extra="ignore")
@@ -307,7 +308,7 @@ class ChatCompletionRequest(SamplingRequest):
         return [m.to_engine() for m in self.messages]
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(LogsUnknownFields):
     model_config = ConfigDict(extra="ignore")
 
     model: str | None = None

@@ -7,9 +7,10 @@ from typing import Literal
 from pydantic import BaseModel, Field, field_validator
 
 from gpt_service.engine.types import SamplingParams
+from gpt_service.schema_base import StrictBody
 
 
-class SamplingFields(BaseModel):
+class SamplingFields(StrictBody):
     model_name: str | None = Field(
         None, description="loaded model (default: current); 'name:adapter' picks a LoRA adapter"
     )
@@ -97,7 +98,7 @@ class BatchResponse(BaseModel):
     total_tokens_generated: int
 
 
-class LoadModelRequest(BaseModel):
+class LoadModelRequest(StrictBody):
     model_name: str = Field(..., min_length=1, examples=["demo"])
     model_path: str | None = Field(
         None,

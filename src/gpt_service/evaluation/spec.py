@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gpt_service.engine.types import SamplingParams
 from gpt_service.evaluation.metrics import SUPPORTED_METRICS
+from gpt_service.schema_base import StrictBody
 
 DEFAULT_METRICS: tuple[str, ...] = ("perplexity", "exact_match", "bleu", "rouge", "chrf")
 # ``wait: true`` answers with the results in the POST response; only for small inline sets,
@@ -42,10 +43,8 @@ class EvalSample(BaseModel):
     expected: str = Field(..., min_length=1, examples=["AI是人工智能的缩写..."])
 
 
-class EvalRequest(BaseModel):
+class EvalRequest(StrictBody):
     """``POST /evaluate`` body: API.md's fields plus dataset files and generation options."""
-
-    model_config = {"extra": "forbid"}
 
     model_name: str | None = Field(
         None,

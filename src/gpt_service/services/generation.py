@@ -65,7 +65,7 @@ class GenerationService:
         self._check_params(job.params)
         model, adapter = self.registry.resolve(job.model_name)
         if job.prompt_ids is not None:
-            ids = job.prompt_ids
+            ids = check_token_ids(job.prompt_ids, model)
         elif job.messages is not None:
             ids = model.encode_chat(job.messages, job.tools)
         else:
@@ -162,6 +162,31 @@ class GenerationService:
     def _observe(self, model: str, completion: Completion) -> None:
         if self.observer is not None:
             self.observer.on_completion(model, completion)
+
+
+def vocabulary_size(model: LoadedModel) -> int | None:
+    """Ids the model can embed: the tokenizer's and the embedding matrix's sizes, the smaller."""
+    tokenizer = getattr(model, "tokenizer", None)
+    if tokenizer is None:
+        return None
+    size = len(tokenizer)
+    config = getattr(getattr(model, "model", None), "config", None)
+    embedded = getattr(config, "vocab_size", None)
+    return min(size, embedded) if isinstance(embedded, int) and embedded > 0 else size
+
+
+def check_token_ids(ids: list[int], model: LoadedModel) -> list[int]:
+    """Token ids given by a client (OpenAI prompt ids, Ollama context): an id outside the
+    vocabulary would fail the engine step shared with other requests, so it is a 400."""
+    size = vocabulary_size(model)
+    if size is None:
+        return ids
+    bad = next((t for t in ids if not 0 <= t < size), None)
+    if bad is not None:
+        raise InvalidRequest(
+            f"token id {bad} is outside the vocabulary of model '{model.name}' (0..{size - 1})"
+        )
+    return ids
 
 
 async def _prepend(

@@ -8,7 +8,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from gpt_service.schema_base import StrictBody
 
 DATASET_FORMATS = ("auto", "json", "jsonl", "csv")
 DatasetFormat = Literal["auto", "json", "jsonl", "csv"]
@@ -45,10 +47,8 @@ STOPPED = frozenset(
 )
 
 
-class TrainJobSpec(BaseModel):
+class TrainJobSpec(StrictBody):
     """``POST /train`` body: API.md's fields plus the LoRA/trainer options users expect."""
-
-    model_config = {"extra": "forbid"}
 
     base_model: str = Field(
         ...,
