@@ -13,16 +13,29 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --upgrade pip >/dev/null
 
+# Installed once, then again only when pyproject.toml changes: `make serve` starts at once
+# after the first run (delete $(VENV)/.installed* to force a reinstall). A fresh clone has no
+# stamp, so CI installs everything.
 # torch is pinned first so pip takes the CPU build on disk, not a multi-GB CUDA download;
 # pyproject keeps `torch>=2.4` so GPU users keep their own build.
-install: $(BIN)/python
+STAMP     := $(VENV)/.installed
+STAMP_DEV := $(VENV)/.installed-dev
+
+$(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "torch==2.13.0"
 	$(BIN)/pip install -e .
+	touch $@
 
-install-dev: $(BIN)/python
+# The dev install includes the runtime one, so it stamps both.
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install "torch==2.13.0"
 	$(BIN)/pip install -e ".[dev]"
 	bash scripts/install-browser.sh
+	touch $@ $(STAMP)
+
+install: $(STAMP)
+
+install-dev: $(STAMP_DEV)
 
 serve: install
 	$(BIN)/gpt-service serve --host $(HOST) --port $(PORT)

@@ -26,6 +26,7 @@ from gpt_service.api.middleware import (
 from gpt_service.api.openapi import install_docs, install_openapi
 from gpt_service.api.ui import mount_ui
 from gpt_service.config import Settings, check_startup
+from gpt_service.log_noise import silence_known_noise
 from gpt_service.services.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -109,6 +110,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     check_startup(settings)
+    silence_known_noise()
     app = FastAPI(
         title="GPT Service",
         version=__version__,

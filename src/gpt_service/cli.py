@@ -9,6 +9,8 @@ from typing import Annotated, NoReturn
 
 import typer
 
+from gpt_service.log_noise import silence_known_noise
+
 app = typer.Typer(help="gpt-service: serve, fine-tune and evaluate LLMs", no_args_is_help=True)
 
 
@@ -173,6 +175,7 @@ def evaluate(
 
 def main() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    silence_known_noise()
     # OpenMP threads spin only briefly (~0.1 ms) before sleeping (set before torch loads): long
     # enough to keep up with the back-to-back ops of a decode step, short enough to leave the
     # cores to the event loop, the clients and training workers (which run PASSIVE) when the

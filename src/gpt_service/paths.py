@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from gpt_service.errors import PathNotAllowed
+from gpt_service.errors import NotFound, PathNotAllowed
 
 
 def resolve_inside(path: str | Path, base: Path, roots: Iterable[Path]) -> Path:
@@ -21,6 +21,40 @@ def resolve_inside(path: str | Path, base: Path, roots: Iterable[Path]) -> Path:
         return resolved
     shown = ", ".join(str(r) for r in allowed)
     raise PathNotAllowed(f"path '{path}' is outside the allowed directories ({shown})")
+
+
+def find_file(
+    path: str, data_dir: Path, roots: Sequence[Path], missing: type[NotFound] = NotFound
+) -> Path:
+    """A file a request names, confined to ``data_dir`` and ``roots``.
+
+    A relative path is tried against the data directory, then each other root (the bundled
+    demo data), then the server's working directory when that lands inside the data
+    directory: API.md writes ``"dataset_path": "data/train.json"`` for ``./data/train.json``
+    with the default data directory ``data``. The 404 lists every place looked at.
+    """
+    allowed = [data_dir, *roots]
+    raw = Path(path).expanduser()
+    if raw.is_absolute():
+        looked = [raw]
+    else:
+        looked = [base / raw for base in allowed]
+        from_cwd = Path.cwd() / raw
+        if from_cwd.resolve().is_relative_to(data_dir.resolve()):
+            looked.append(from_cwd)
+    for candidate in looked:
+        if candidate.is_file():
+            return resolve_inside(candidate.absolute(), data_dir, allowed)
+    resolve_inside(raw, data_dir, allowed)  # outside the directories: 400, not 404
+    shown = ", ".join(str(p.resolve()) for p in _unique(looked))
+    raise missing(f"dataset '{path}' does not exist (looked for {shown})")
+
+
+def _unique(paths: list[Path]) -> list[Path]:
+    seen: dict[Path, None] = {}
+    for p in paths:
+        seen.setdefault(p.resolve(), None)
+    return list(seen)
 
 
 def looks_like_hub_id(value: str) -> bool:

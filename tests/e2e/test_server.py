@@ -92,3 +92,9 @@ def test_concurrent_streams_share_forward_passes(server: RunningServer):
     with concurrent.futures.ThreadPoolExecutor(4) as pool:
         together = list(pool.map(one, prompts))
     assert together == alone
+
+
+def test_a_too_long_prompt_is_a_clean_400_without_tokenizer_alarms(server: RunningServer):
+    r = httpx.post(f"{server.url}/generate", json={"prompt": "你好，世界。" * 2000}, timeout=60)
+    assert r.status_code == 400 and "accepts at most" in r.json()["detail"]
+    assert "Token indices sequence length is longer" not in server.log()

@@ -128,6 +128,9 @@ def test_train_watch_complete_and_serve_the_adapter(
     assert status["output_dir"] == "models/lora/memorize"
     assert status["started_at"] and status["finished_at"] and status["error"] is None
     assert [p["step"] for p in status["loss_history"]] == list(range(1, 81))
+    log = (server.data_dir / "logs" / f"train-{task_id}.log").read_text()
+    assert "finished training" in log
+    assert "is_gradient_checkpointing" not in log and "FutureWarning" not in log, log
     assert status["loss_history"][-1]["loss"] < status["loss_history"][0]["loss"]
 
     adapter = server.data_dir / "models/lora/memorize"

@@ -60,6 +60,16 @@ class LoadedModel:
         return adapter
 
 
+def not_loaded_message(name: str, loaded: list[str]) -> str:
+    """What a newcomer needs after asking for a model that is not here (e.g. API.md's
+    ``qwen2-7b-instruct``): what is loaded, and how to load one."""
+    listed = ", ".join(f"'{n}'" for n in loaded) or "none"
+    return (
+        f"model '{name}' is not loaded (loaded: {listed}); load it with POST /models/load "
+        f'{{"model_name": "{name}", "model_path": "<model directory or hub id>"}}'
+    )
+
+
 class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -76,7 +86,7 @@ class ModelRegistry:
         if key is None:
             raise ModelNotFound("no model is loaded; load one with POST /models/load")
         if key not in self.models:
-            raise ModelNotFound(f"model '{key}' is not loaded")
+            raise ModelNotFound(not_loaded_message(key, list(self.models)))
         return self.models[key]
 
     def resolve(self, name: str | None) -> tuple[LoadedModel, str | None]:

@@ -15,7 +15,7 @@ from typing import Any
 from gpt_service.engine.chat import render_chat
 from gpt_service.errors import InvalidRequest
 from gpt_service.evaluation.spec import EvalRequest
-from gpt_service.paths import resolve_inside
+from gpt_service.paths import find_file
 from gpt_service.training.datasets import Example, InvalidDataset, load_examples, row_to_example
 from gpt_service.training.validation import DatasetNotFound
 
@@ -49,23 +49,12 @@ def _from_example(example: Example) -> Sample:
 def resolve_dataset(path: str, data_dir: Path, roots: Sequence[Path]) -> Path:
     """A dataset file inside one of ``roots``; relative paths are tried against each root."""
     try:
-        return _resolve_dataset(path, [data_dir, *roots])
+        return find_file(path, data_dir, roots, DatasetNotFound)
     except (OSError, ValueError) as exc:
         if isinstance(exc, InvalidRequest):
             raise
         # A NUL byte or an over-long name is the request's fault, not the server's.
         raise InvalidDataset(f"dataset_path is not a usable path: {exc}") from None
-
-
-def _resolve_dataset(path: str, candidates: list[Path]) -> Path:
-    if not Path(path).is_absolute():
-        for base in candidates:
-            if (base / path).is_file():
-                return resolve_inside(path, base, candidates)
-    resolved = resolve_inside(path, candidates[0], candidates)
-    if not resolved.is_file():
-        raise DatasetNotFound(f"dataset '{path}' does not exist")
-    return resolved
 
 
 def load_samples(request: EvalRequest, data_dir: Path, roots: Iterable[Path]) -> list[Sample]:

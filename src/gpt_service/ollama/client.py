@@ -120,6 +120,7 @@ class OllamaClient:
             raise
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             self._count_error(counted)
+            self._probe = (time.monotonic(), False)  # /health says so at once, not after the TTL
             raise Unavailable(
                 f"Ollama upstream at {self.base_url} is unreachable ({what}): {exc or type(exc).__name__}",
                 retry_after=5,
@@ -130,6 +131,8 @@ class OllamaClient:
         except httpx.HTTPError as exc:
             self._count_error(counted)
             raise UpstreamError(f"Ollama upstream failed ({what}): {exc}") from exc
+        else:
+            self._probe = (time.monotonic(), True)  # it answered: up, whatever the cache said
         finally:
             if counted:
                 self.stats.requests += 1

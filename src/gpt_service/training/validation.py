@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpt_service.config import DEMO_DATA_DIR, Settings
 from gpt_service.errors import InvalidRequest, ModelNotFound, NotFound
-from gpt_service.paths import looks_like_hub_id, resolve_inside
+from gpt_service.paths import find_file, looks_like_hub_id, resolve_inside
 from gpt_service.training.config import TrainJobSpec
 from gpt_service.training.datasets import load_examples
 
@@ -27,15 +27,7 @@ class OutputDirTaken(InvalidRequest):
 
 def resolve_dataset(settings: Settings, dataset_path: str) -> Path:
     """Inside the data directory, or a file of the bundled demo data (by its bare name)."""
-    raw = Path(dataset_path)
-    if not raw.is_absolute() and not (settings.data_dir / raw).exists():
-        demo = DEMO_DATA_DIR / raw
-        if demo.exists():
-            return resolve_inside(demo, DEMO_DATA_DIR, [DEMO_DATA_DIR])
-    path = resolve_inside(dataset_path, settings.data_dir, [settings.data_dir, DEMO_DATA_DIR])
-    if not path.is_file():
-        raise DatasetNotFound(f"dataset '{dataset_path}' does not exist")
-    return path
+    return find_file(dataset_path, settings.data_dir, [DEMO_DATA_DIR], DatasetNotFound)
 
 
 def default_output_dir(spec: TrainJobSpec) -> str:

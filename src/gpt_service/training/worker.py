@@ -20,6 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
+from gpt_service.log_noise import silence_known_noise
 from gpt_service.store.sqlite import JobStore
 from gpt_service.training.config import TrainJobSpec
 
@@ -293,6 +294,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    silence_known_noise()
     if args.parent_pid:
         watch_parent(args.parent_pid)
     return run(JobStore(args.db), args.job_id)

@@ -23,6 +23,17 @@ export function modelOptions({ current, models }, { withCurrent = true } = {}) {
   return options;
 }
 
+// Defaults of a request body as the API documents them (its OpenAPI schema): the one source
+// of truth, so a form never drifts from what the API would use. {field: default}.
+let schemas = null;
+export async function apiDefaults(schemaName) {
+  schemas = schemas || get("/openapi.json").then((s) => s.components.schemas);
+  const properties = ((await schemas)[schemaName] || {}).properties || {};
+  return Object.fromEntries(Object.entries(properties)
+    .filter(([, spec]) => spec.default !== undefined && spec.default !== null)
+    .map(([name, spec]) => [name, spec.default]));
+}
+
 export async function datasetFiles() {
   return (await get("/datasets")).datasets;
 }

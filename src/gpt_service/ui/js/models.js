@@ -17,6 +17,10 @@ function nameCell(m) {
     h("div", { class: "muted small", text: m.path, title: m.path }));
 }
 
+function stacked(first, second) {
+  return h("div", {}, h("div", { text: first }), h("div", { class: "muted small", text: second }));
+}
+
 function adaptersCell(m) {
   if (!m.adapters || !m.adapters.length) return h("span", { class: "muted", text: "none" });
   return h("div", { class: "chips" },
@@ -41,17 +45,18 @@ async function act(btn, path, name, busyText) {
 
 function renderModels({ models }) {
   replace(ui.list, table([
-    { label: "Model", render: nameCell },
-    { label: "Architecture", render: (m) => m.architecture },
-    { label: "Device", render: (m) => m.device },
-    { label: "Dtype", render: (m) => m.dtype },
-    { label: "Parameters", render: (m) => fmt.params(m.num_parameters), class: "num" },
-    { label: "Weights", render: (m) => fmt.bytes(m.num_parameters * (BYTES[m.dtype] || 4)), class: "num" },
+    // Paired facts share a column (two lines), so the table fits 1280 px with its buttons.
+    { label: "Model", render: nameCell, class: "wrap model-cell" },
+    { label: "Architecture", render: (m) => m.architecture, class: "wrap" },
+    { label: "Device / dtype", render: (m) => stacked(m.device, m.dtype) },
+    { label: "Parameters", render: (m) => stacked(fmt.params(m.num_parameters),
+      fmt.bytes(m.num_parameters * (BYTES[m.dtype] || 4))), class: "num" },
     { label: "Context", render: (m) => fmt.int(m.context_length), class: "num" },
-    { label: "Adapters", render: adaptersCell },
-    { label: "Running / waiting", render: (m) => `${m.num_running} / ${m.num_waiting}`, class: "num" },
+    { label: "Adapters", render: adaptersCell, class: "wrap" },
+    { label: "Queue", render: (m) => h("span", { text: `${m.num_running} / ${m.num_waiting}`,
+      title: "running / waiting requests" }), class: "num" },
     { label: "Loaded", render: (m) => fmt.time(m.loaded_at) },
-    { label: "", render: actionsCell },
+    { label: "", render: actionsCell, class: "actions-cell" },
   ], models, { empty: "No model is loaded. Load one below.", testid: "models-table" }));
   setOptions(ui.adapterModel, models.map((m) => m.name));
 }

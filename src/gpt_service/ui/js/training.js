@@ -2,7 +2,7 @@
 // with cancel / resume.
 
 import { get, post } from "./api.js";
-import { datasetFiles, datasetOptions, loadedModels } from "./catalog.js";
+import { apiDefaults, datasetFiles, datasetOptions, loadedModels } from "./catalog.js";
 import {
   badge, busy, button, card, field, fmt, h, numberInput, progressBar, replace, select, setOptions,
   table, toast,
@@ -26,9 +26,10 @@ function basicFields() {
     field("Dataset", h("div", { class: "row" }, ui.dataset,
       button("↻", () => refreshChoices(), "ghost icon", { title: "reload the dataset list" })),
     "json / jsonl / csv in <data dir>/datasets, or the bundled demo data", "span-2"),
-    field("Epochs", numberInput("num_epochs", 1, { min: 0.01, step: "any" })),
-    field("Batch size", numberInput("batch_size", 4, { min: 1, step: 1 })),
-    field("Learning rate", h("input", { name: "learning_rate", value: "2e-4", inputmode: "decimal" })),
+    // Numbers start empty (empty = the API's default) and are filled from the API's schema.
+    field("Epochs", numberInput("num_epochs", "", { min: 0.01, step: "any" })),
+    field("Batch size", numberInput("batch_size", "", { min: 1, step: 1 })),
+    field("Learning rate", h("input", { name: "learning_rate", inputmode: "decimal" })),
     field("Max steps", numberInput("max_steps", "", { min: 1, step: 1, placeholder: "all epochs" }),
       "stop early after this many optimizer steps"),
   ];
@@ -37,15 +38,15 @@ function basicFields() {
 function advancedFields() {
   return h("details", { class: "advanced" }, h("summary", { text: "LoRA and trainer options" }),
     h("div", { class: "form-grid" },
-      field("LoRA r", numberInput("lora_r", 8, { min: 1, step: 1 })),
-      field("LoRA alpha", numberInput("lora_alpha", 16, { min: 1, step: 1 })),
-      field("LoRA dropout", numberInput("lora_dropout", 0.05, { min: 0, max: 0.99, step: 0.01 })),
-      field("Max sequence length", numberInput("max_seq_length", 512, { min: 8, step: 1 })),
-      field("Gradient accumulation", numberInput("gradient_accumulation_steps", 1, { min: 1, step: 1 })),
-      field("Warmup ratio", numberInput("warmup_ratio", 0, { min: 0, max: 0.99, step: 0.01 })),
-      field("Eval split", numberInput("eval_split", 0, { min: 0, max: 0.5, step: 0.05 }),
+      field("LoRA r", numberInput("lora_r", "", { min: 1, step: 1 })),
+      field("LoRA alpha", numberInput("lora_alpha", "", { min: 1, step: 1 })),
+      field("LoRA dropout", numberInput("lora_dropout", "", { min: 0, max: 0.99, step: 0.01 })),
+      field("Max sequence length", numberInput("max_seq_length", "", { min: 8, step: 1 })),
+      field("Gradient accumulation", numberInput("gradient_accumulation_steps", "", { min: 1, step: 1 })),
+      field("Warmup ratio", numberInput("warmup_ratio", "", { min: 0, max: 0.99, step: 0.01 })),
+      field("Eval split", numberInput("eval_split", "", { min: 0, max: 0.5, step: 0.05 }),
         "held out for eval loss"),
-      field("Seed", numberInput("seed", 42, { min: 0, step: 1 })),
+      field("Seed", numberInput("seed", "", { min: 0, step: 1 })),
       field("Output directory", h("input", { name: "output_dir", placeholder: "models/lora/<base>-<time>" }),
         "inside the data directory")));
 }
@@ -59,7 +60,22 @@ function submitForm() {
     h("div", { class: "actions" },
       h("label", { class: "check" }, load, " serve the adapter when training completes"), ui.submit));
   form.addEventListener("submit", (e) => { e.preventDefault(); submit(form); });
+  fillDefaults(form);
   return form;
+}
+
+// The API's defaults (TrainJobSpec in /openapi.json) into the fields left empty.
+async function fillDefaults(form) {
+  try {
+    const defaults = await apiDefaults("TrainJobSpec");
+    for (const el of form.elements) {
+      const value = defaults[el.name];
+      if (el.value === "" && typeof value === "number") el.value = String(value);
+    }
+  } catch (err) {
+    // Without the schema, empty fields are simply not sent: the API applies its defaults.
+    for (const el of form.elements) if (el.type === "number" || el.name === "learning_rate") el.placeholder ||= "API default";
+  }
 }
 
 function readSpec(form) {
