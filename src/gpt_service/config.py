@@ -96,7 +96,7 @@ class Settings(BaseSettings):
             path.mkdir(parents=True, exist_ok=True)
 
 
-class InvalidSettings(ValueError):
+class InvalidSettings(RuntimeError):
     """A setting that parses but cannot be used; the message names the variable."""
 
 
