@@ -41,6 +41,7 @@ serve: install
 	$(BIN)/gpt-service serve --host $(HOST) --port $(PORT)
 
 test: install-dev
+	bash scripts/install-postgres.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q

@@ -17,6 +17,7 @@ import pytest  # noqa: E402
 
 from gpt_service.app import create_app  # noqa: E402
 from gpt_service.config import Settings  # noqa: E402
+from tests.postgres import create_database, running_postgres  # noqa: E402
 from tests.server import RunningServer, start_server  # noqa: E402
 from tests.tiny_models import save_gpt2, save_llama  # noqa: E402
 
@@ -65,3 +66,16 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("server-data")
     with start_server(data_dir) as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """A real PostgreSQL server for the session (started on first use)."""
+    with running_postgres() as url:
+        yield url
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh database on it, for one test."""
+    return create_database(postgres_server)

@@ -32,10 +32,8 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@contextmanager
-def start_server(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
-) -> Iterator[RunningServer]:
+def spawn_server(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
+    """Start the process (not waiting for it to be ready)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     log_path = data_dir / f"server-{port}.log"
@@ -44,16 +42,42 @@ def start_server(
     cmd += ["--data-dir", str(data_dir), "--log-level", "info", *args]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=full_env)
-    server = RunningServer(f"http://127.0.0.1:{port}", process, data_dir, log_path)
+    return RunningServer(f"http://127.0.0.1:{port}", process, data_dir, log_path)
+
+
+def stop_server(server: RunningServer) -> None:
+    server.process.terminate()
+    try:
+        server.process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        server.process.kill()
+
+
+@contextmanager
+def start_server(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+) -> Iterator[RunningServer]:
+    server = spawn_server(data_dir, *args, env=env)
     try:
         _wait_ready(server, timeout)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_server(server)
+
+
+@contextmanager
+def start_servers(
+    data_dir: Path, *args: str, envs: list[dict[str, str]], timeout: float = 120
+) -> Iterator[list[RunningServer]]:
+    """Several servers started at the same instant (one per ``envs`` entry)."""
+    servers = [spawn_server(data_dir, *args, env=env) for env in envs]
+    try:
+        for server in servers:
+            _wait_ready(server, timeout)
+        yield servers
+    finally:
+        for server in servers:
+            stop_server(server)
 
 
 def _wait_ready(server: RunningServer, timeout: float) -> None:

@@ -54,16 +54,26 @@ async def _build_services(state: Any, settings: Settings) -> None:
     from gpt_service.engine.embeddings import embed as embed_texts
     from gpt_service.engine.registry import ModelRegistry
     from gpt_service.evaluation.runner import EvaluationManager
+    from gpt_service.evaluation.spec import EVAL
     from gpt_service.ollama.backend import OllamaBackend
     from gpt_service.ollama.client import OllamaClient
     from gpt_service.services.embeddings import EmbeddingService
     from gpt_service.services.generation import GenerationService
     from gpt_service.services.ollama_catalog import OllamaCatalog
-    from gpt_service.store.sqlite import JobStore
+    from gpt_service.store.jobs import JobStore
+    from gpt_service.store.leases import LeaseKeeper
+    from gpt_service.store.notify import ChangeFeed
+    from gpt_service.training.config import TRAIN
     from gpt_service.training.jobs import JobManager
 
     settings.ensure_dirs()
-    state.store = JobStore(settings.db_path)
+    state.store = store = await asyncio.to_thread(JobStore, settings.store_url)  # migrates
+    state.leases = LeaseKeeper(
+        store, settings.job_lease_seconds, [TRAIN, EVAL], settings.replica_name
+    )
+    await state.leases.start()  # first sweep: jobs of a replica that is gone -> interrupted
+    state.feed = ChangeFeed(store)
+    await state.feed.start()
     state.registry = registry = ModelRegistry(settings)
     state.ollama = OllamaClient(
         settings.ollama_base_url,
@@ -78,9 +88,9 @@ async def _build_services(state: Any, settings: Settings) -> None:
         observer=state.metrics,
     )
     state.embeddings = EmbeddingService(registry, embed_texts, settings.limits.max_batch_prompts)
-    state.jobs = JobManager(settings, state.store, registry)
+    state.jobs = JobManager(settings, store, registry, state.leases)
     await state.jobs.start()
-    state.evaluator = EvaluationManager(settings, state.store, registry, state.generation)
+    state.evaluator = EvaluationManager(settings, store, registry, state.generation, state.leases)
     await state.evaluator.start()
 
 
@@ -88,8 +98,11 @@ async def _close_services(state: Any) -> None:
     """Shutdown order: background jobs first (running ones become interrupted), then models."""
     await state.evaluator.stop()
     await state.jobs.stop()
+    await state.leases.stop()
+    await state.feed.stop()
     await state.registry.close()
     await state.ollama.aclose()
+    state.store.close()
 
 
 @asynccontextmanager

@@ -98,6 +98,7 @@ def train(
     save_steps: Annotated[int | None, typer.Option(help="checkpoint interval")] = None,
     eval_split: Annotated[float | None, typer.Option(help="held-out fraction")] = None,
     num_processes: Annotated[int | None, typer.Option(help=">1: torchrun data-parallel")] = None,
+    num_nodes: Annotated[int | None, typer.Option(help=">1: others run `join`")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an adapter in output_dir")] = False,
     resume: Annotated[str | None, typer.Option(help="resume this job id instead")] = None,
@@ -120,6 +121,7 @@ def train(
         "dataset_format": dataset_format, "lora_r": lora_r, "lora_alpha": lora_alpha,
         "max_seq_length": max_seq_length, "max_steps": max_steps, "save_steps": save_steps,
         "eval_split": eval_split, "num_processes": num_processes, "seed": seed,
+        "num_nodes": num_nodes,
     }  # fmt: skip
     try:
         spec = TrainJobSpec(
@@ -129,6 +131,19 @@ def train(
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     raise typer.Exit(run_local(settings, spec))
+
+
+@app.command()
+def join(
+    job_id: Annotated[str, typer.Argument(help="a multi-node training job (num_nodes > 1)")],
+    data_dir: Annotated[Path | None, typer.Option(help="data directory (shared)")] = None,
+) -> None:
+    """Run this machine's processes of a multi-node training job (same job store and data
+    directory as the replicas: GPT_SERVICE_DATABASE_URL, shared storage)."""
+    from gpt_service.training.local import join_job
+
+    logging.basicConfig(level="WARNING")
+    raise typer.Exit(join_job(_settings(data_dir=data_dir), job_id))
 
 
 @app.command()

@@ -41,6 +41,8 @@ class TrainingSettings(BaseModel):
     # leaves the serving engine the other half and avoids oversubscription (on a busy 2-core
     # machine 2 threads made a training step several times slower than 1).
     num_threads: int = Field(0, ge=0)
+    # Multi-node jobs: the address the other nodes reach this replica's c10d rendezvous on.
+    rendezvous_host: str = "127.0.0.1"
 
 
 class Settings(BaseSettings):
@@ -69,6 +71,13 @@ class Settings(BaseSettings):
     docs_open: bool = True  # /docs and /openapi.json reachable without a key
     log_level: str = "INFO"
     shutdown_grace_seconds: float = 10.0
+    # The job store: SQLite in the data directory by default; postgresql+psycopg://user:pass@
+    # host:5432/db for several replicas (every replica must name the same database).
+    database_url: str | None = None
+    replica_name: str | None = None  # default: the host name; shown in /health and job status
+    # A running job's owner renews its lease every third of this; a dead replica's jobs
+    # become interrupted after about 1.3x this long.
+    job_lease_seconds: float = Field(30.0, ge=1.0, le=3600.0)
 
     engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
@@ -90,6 +99,10 @@ class Settings(BaseSettings):
     @property
     def db_path(self) -> Path:
         return self.data_dir / "gpt_service.sqlite3"
+
+    @property
+    def store_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.db_path.resolve()}"
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.models_dir, self.datasets_dir):

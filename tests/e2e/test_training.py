@@ -19,7 +19,8 @@ import httpx
 import psutil
 import pytest
 
-from gpt_service.store.sqlite import JobStore
+from gpt_service.store.jobs import JobStore
+from gpt_service.training.config import TRAIN
 from tests.server import RunningServer, start_server
 from tests.tiny_models import save_llama
 
@@ -325,8 +326,8 @@ def test_cli_trains_locally_with_a_progress_bar(tmp_path: Path) -> None:
     assert "completed" in done.stderr and "3/3" in done.stderr
     adapter = data_dir / "models/lora/cli/adapter_model.safetensors"
     assert adapter.is_file()
-    store = JobStore(data_dir / "gpt_service.sqlite3")
-    jobs, total = store.list("train")
+    store = JobStore(f"sqlite:///{data_dir / 'gpt_service.sqlite3'}")
+    jobs, total = store.list(TRAIN)
     assert total == 1 and jobs[0].status == "completed"
 
     # A crash after the last checkpoint but before the result was saved: resuming takes the
@@ -337,6 +338,6 @@ def test_cli_trains_locally_with_a_progress_bar(tmp_path: Path) -> None:
         [*command, "--resume", jobs[0].id], capture_output=True, text=True, env=env, timeout=300
     )
     assert again.returncode == 0, again.stderr
-    job = store.get(jobs[0].id)
+    job = store.get(jobs[0].id, TRAIN)
     assert job.status == "completed" and adapter.is_file()
     assert job.result["global_step"] == 3 and job.result["resumed_from"] == "checkpoint-3"

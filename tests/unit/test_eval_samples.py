@@ -92,4 +92,4 @@ def test_defaults_are_greedy_with_every_metric():
     default = EvalRequest(test_data=[{"input": "a", "expected": "b"}])
     assert default.metrics == ["perplexity", "exact_match", "bleu", "rouge", "chrf"]
     assert default.text_metrics == ["exact_match", "bleu", "rouge", "chrf"]
-    assert "test_data" not in default.stored_params()
+    assert "test_data" not in default.stored_params("demo", 1).model_dump()

@@ -13,16 +13,15 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from gpt_service.evaluation.spec import EvalRequest
-from gpt_service.store.sqlite import JobRecord
+from gpt_service.evaluation.spec import EvalRecord, EvalRequest
+from gpt_service.store.records import JobStatus
 
 if TYPE_CHECKING:
     from gpt_service.evaluation.runner import EvaluationManager
 
 router = APIRouter(prefix="/evaluate", tags=["evaluation"])
 
-MAX_OFFSET = 2**31 - 1  # SQLite integers are 64-bit; keep pagination in a sane range
-StatusFilter = Literal["queued", "running", "completed", "failed", "interrupted"]
+MAX_OFFSET = 2**31 - 1  # keep pagination in a sane range for every database
 
 
 def get_evaluator(request: Request) -> EvaluationManager:
@@ -50,7 +49,7 @@ class EvalSampleRow(BaseModel):
 
 class EvalSummary(BaseModel):
     eval_id: str
-    status: StatusFilter
+    status: JobStatus
     model_name: str
     metrics: list[str]
     num_samples: int
@@ -94,16 +93,16 @@ class EvalHistoryResponse(BaseModel):
     offset: int
 
 
-def _summary_fields(record: JobRecord) -> dict[str, Any]:
+def _summary_fields(record: EvalRecord) -> dict[str, Any]:
     result = record.result or {}
     return {
         "eval_id": record.id,
         "status": record.status,
-        "model_name": record.params.get("model_name", ""),
-        "metrics": record.params.get("metrics", []),
-        "num_samples": record.params.get("num_samples", 0),
-        "dataset_path": record.params.get("dataset_path"),
-        "progress": record.progress.get("progress", 0.0),
+        "model_name": record.params.model_name,
+        "metrics": record.params.metrics,
+        "num_samples": record.params.num_samples,
+        "dataset_path": record.params.dataset_path,
+        "progress": record.progress.progress,
         "scores": result.get("scores"),
         "error": record.error,
         "created_at": record.created_at,
@@ -112,14 +111,14 @@ def _summary_fields(record: JobRecord) -> dict[str, Any]:
     }
 
 
-def _results(record: JobRecord, offset: int = 0, limit: int | None = None) -> EvalResults:
+def _results(record: EvalRecord, offset: int = 0, limit: int | None = None) -> EvalResults:
     result = record.result or {}
     rows = result.get("samples", [])
     end = None if limit is None else offset + limit
     return EvalResults(
         **_summary_fields(record),
-        progress_detail=record.progress,
-        params=record.params,
+        progress_detail=record.progress.model_dump(exclude_none=True),
+        params=record.params.model_dump(mode="json"),
         details=result.get("details"),
         generation=result.get("generation"),
         samples=rows[offset:end],
@@ -137,7 +136,7 @@ async def evaluate(body: EvalRequest, evaluator: EvaluatorDep) -> EvaluateRespon
     if not body.wait:
         return EvaluateResponse(
             eval_id=record.id,
-            message=f"evaluation of {record.params['num_samples']} samples started; "
+            message=f"evaluation of {record.params.num_samples} samples started; "
             f"see GET /evaluate/results/{record.id}",
         )
     record = await evaluator.wait(record.id)
@@ -165,7 +164,7 @@ async def get_results(
 )
 async def history(
     evaluator: EvaluatorDep,
-    status: StatusFilter | None = Query(None, description="only evaluations in this state"),
+    status: JobStatus | None = Query(None, description="only evaluations in this state"),
     limit: int = Query(20, ge=1, le=200),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> EvalHistoryResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -54,9 +55,29 @@ async def _component_states(state: Any) -> dict[str, bool]:
     }
 
 
+def store_state(state: Any) -> dict[str, Any] | None:
+    """The job store as this replica sees it (blocking: run it in a thread)."""
+    store = getattr(state, "store", None)
+    leases = getattr(state, "leases", None)
+    if store is None or leases is None:
+        return None
+    view: dict[str, Any] = {"engine": store.dialect, "reachable": store.ping()}
+    view["replica"] = leases.owner
+    view["lease_seconds"] = leases.lease_seconds
+    if view["reachable"]:
+        try:
+            view["queue_depth"] = store.queue_depth()
+            view["leases_held"] = store.leases_held(leases.owner)
+        except Exception:  # it went away between the ping and now
+            view["reachable"] = False
+    return view
+
+
 @router.get("/health", summary="Health check (liveness) with each component's state")
 async def health(state: StateDep) -> dict[str, Any]:
-    return {"status": "healthy", "service": "gpt-service", **await _component_states(state)}
+    store = await asyncio.to_thread(store_state, state)
+    components = await _component_states(state)
+    return {"status": "healthy", "service": "gpt-service", **components, "store": store}
 
 
 @router.get("/ready", summary="Readiness: false while the default model is still loading")

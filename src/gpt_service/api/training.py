@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Annotated, Any
@@ -11,10 +10,10 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
-from gpt_service.store.sqlite import JobRecord
-from gpt_service.training.config import STOPPED, JobStatus, TrainJobSpec
+from gpt_service.training.config import JobStatus, TrainJob, TrainJobSpec
 
 if TYPE_CHECKING:
+    from gpt_service.store.notify import ChangeFeed
     from gpt_service.training.jobs import JobManager
 
 router = APIRouter(prefix="/train", tags=["training"])
@@ -24,7 +23,12 @@ def get_jobs(request: Request) -> JobManager:
     return request.app.state.jobs
 
 
+def get_feed(request: Request) -> ChangeFeed:
+    return request.app.state.feed
+
+
 JobsDep = Annotated["JobManager", Depends(get_jobs)]
+FeedDep = Annotated["ChangeFeed", Depends(get_feed)]
 
 
 class TrainSubmitResponse(BaseModel):
@@ -58,6 +62,8 @@ class TrainStatusResponse(BaseModel):
     dataset_path: str
     num_examples: int | None = None
     result: dict[str, Any] | None = Field(None, description="final metrics; served_as if loaded")
+    replica: str | None = Field(None, description="who runs it: replica name:pid:instance")
+    num_nodes: int = 1
     loss_history: list[dict[str, Any]] | None = None
     eval_history: list[dict[str, Any]] | None = None
 
@@ -69,33 +75,40 @@ class TrainHistoryResponse(BaseModel):
     offset: int
 
 
-def status_view(job: JobRecord, with_history: bool = True) -> TrainStatusResponse:
-    spec, progress = job.params["spec"], job.progress
+def status_view(job: TrainJob, with_history: bool = True) -> TrainStatusResponse:
+    spec, progress = job.params.spec, job.progress
+    done = 100.0 if job.status == JobStatus.COMPLETED else 0.0
+
+    def history(points: list[Any]) -> list[dict[str, Any]] | None:
+        return [p.model_dump(exclude_none=True) for p in points] if with_history else None
+
     return TrainStatusResponse(
         task_id=job.id,
-        status=JobStatus(job.status),
-        progress=progress.get("progress", 100.0 if job.status == "completed" else 0.0),
-        current_epoch=progress.get("current_epoch", 0),
-        total_epochs=progress.get("total_epochs", spec["num_epochs"]),
-        loss=progress.get("loss"),
+        status=job.status,
+        progress=progress.progress if progress.progress is not None else done,
+        current_epoch=progress.current_epoch,
+        total_epochs=progress.total_epochs or spec.num_epochs,
+        loss=progress.loss,
         created_at=job.created_at,
         started_at=job.started_at,
-        output_dir=job.params["output_dir"],
-        current_step=progress.get("current_step", 0),
-        total_steps=progress.get("total_steps"),
-        epoch=progress.get("epoch", 0.0),
-        learning_rate=progress.get("learning_rate"),
-        eval_loss=progress.get("eval_loss"),
-        eta_seconds=progress.get("eta_seconds"),
+        output_dir=job.params.output_dir,
+        current_step=progress.current_step,
+        total_steps=progress.total_steps,
+        epoch=progress.epoch,
+        learning_rate=progress.learning_rate,
+        eval_loss=progress.eval_loss,
+        eta_seconds=progress.eta_seconds,
         finished_at=job.finished_at,
         error=job.error,
-        stage=progress.get("stage"),
-        base_model=spec["base_model"],
-        dataset_path=spec["dataset_path"],
-        num_examples=job.params.get("num_examples"),
+        stage=progress.stage,
+        base_model=spec.base_model,
+        dataset_path=spec.dataset_path,
+        num_examples=job.params.num_examples,
         result=job.result,
-        loss_history=progress.get("loss_history", []) if with_history else None,
-        eval_history=progress.get("eval_history", []) if with_history else None,
+        replica=job.owner if job.status == JobStatus.RUNNING else None,
+        num_nodes=spec.num_nodes,
+        loss_history=history(progress.loss_history),
+        eval_history=history(progress.eval_history),
     )
 
 
@@ -116,8 +129,10 @@ async def status(task_id: str, jobs: JobsDep) -> TrainStatusResponse:
     response_class=EventSourceResponse,
 )
 async def stream(
-    task_id: str, jobs: JobsDep, interval: float = Query(0.5, ge=0.1, le=10)
+    task_id: str, jobs: JobsDep, feed: FeedDep, interval: float = Query(0.5, ge=0.1, le=10)
 ) -> EventSourceResponse:
+    """Pushed from the store: on PostgreSQL each change of the row wakes the stream (on any
+    replica, wherever the job runs); on SQLite the row is read every ``interval`` seconds."""
     jobs.get(task_id)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[dict[str, str]]:
@@ -128,10 +143,10 @@ async def stream(
             if data != last:
                 yield {"event": "progress", "data": json.dumps(data, ensure_ascii=False)}
                 last = data
-            if view.status in STOPPED:
+            if view.status.is_stopped:
                 yield {"event": "end", "data": json.dumps({"status": view.status.value})}
                 return
-            await asyncio.sleep(interval)
+            await feed.wait(task_id, interval if not feed.is_listening else 10 * interval)
 
     return EventSourceResponse(events(), ping=15)
 

@@ -22,9 +22,11 @@ from rich.table import Table
 from gpt_service.config import Settings
 from gpt_service.errors import ServiceError
 from gpt_service.evaluation.runner import EvaluationManager
-from gpt_service.evaluation.spec import EvalRequest, EvalStatus
+from gpt_service.evaluation.spec import EVAL, EvalRecord, EvalRequest
 from gpt_service.services.generation import GenerationService
-from gpt_service.store.sqlite import JobRecord, JobStore
+from gpt_service.store.jobs import JobStore
+from gpt_service.store.leases import LeaseKeeper
+from gpt_service.store.records import JobStatus
 
 logger = logging.getLogger(__name__)
 
@@ -74,20 +76,19 @@ def follow(manager: EvaluationManager, eval_id: str, console: Console) -> asynci
             while True:
                 record = manager.get(eval_id)
                 progress = record.progress
-                total = progress.get("total_samples", 0)
-                phase = progress.get("phase", record.status)
-                done = progress.get(
-                    "perplexity_done" if phase == "perplexity" else "samples_done", 0
+                phase = progress.phase or record.status.value
+                done = progress.perplexity_done if phase == "perplexity" else progress.samples_done
+                bar.update(
+                    task, description=phase, total=progress.total_samples or None, completed=done
                 )
-                bar.update(task, description=phase, total=total or None, completed=done)
-                if EvalStatus(record.status).is_final:
+                if record.status.is_stopped:
                     return
                 await asyncio.sleep(0.2)
 
     return asyncio.create_task(poll())
 
 
-def scores_table(record: JobRecord) -> Table:
+def scores_table(record: EvalRecord) -> Table:
     result = record.result or {}
     details = result.get("details", {})
     table = Table(title=f"{result.get('model_name')}: {result.get('num_samples')} samples")
@@ -116,15 +117,19 @@ def _detail_text(name: str, details: dict[str, Any]) -> str:
 
 async def _evaluate(
     settings: Settings, paths: LocalPaths, request: EvalRequest, console: Console
-) -> JobRecord:
+) -> EvalRecord:
     from gpt_service.engine.registry import ModelRegistry
 
     registry = ModelRegistry(settings)
+    store = JobStore(settings.store_url)
+    leases = LeaseKeeper(store, settings.job_lease_seconds, [EVAL], settings.replica_name)
+    await leases.start()
     manager = EvaluationManager(
         settings,
-        JobStore(settings.db_path),
+        store,
         registry,
         GenerationService(registry, settings.limits.max_tokens),
+        leases,
         dataset_roots=paths.dataset_roots,
     )
     try:
@@ -139,6 +144,7 @@ async def _evaluate(
         return manager.get(record.id)
     finally:
         await manager.stop()
+        await leases.stop()
         await registry.close()
 
 
@@ -162,12 +168,13 @@ def run_local_evaluation(
     except KeyboardInterrupt:  # the run was cancelled and stored as interrupted
         console.print("interrupted")
         return 130
-    if record.status != EvalStatus.COMPLETED.value:
+    if record.status != JobStatus.COMPLETED:
         console.print(f"[red]{record.status}:[/red] {record.error}")
         return 1
     Console().print(scores_table(record))
     if output is not None:
-        result = {"eval_id": record.id, "params": record.params, **(record.result or {})}
+        params = record.params.model_dump(mode="json")
+        result = {"eval_id": record.id, "params": params, **(record.result or {})}
         output.write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
         console.print(f"results written to {output}")
     return 0

@@ -28,16 +28,17 @@ from gpt_service.errors import (
 from gpt_service.evaluation.results import SampleOutput, build_result
 from gpt_service.evaluation.samples import Sample, load_samples
 from gpt_service.evaluation.scoring import add_perplexity, model_perplexity, text_scores
-from gpt_service.evaluation.spec import EvalRequest, EvalStatus
+from gpt_service.evaluation.spec import EVAL, EvalProgress, EvalRecord, EvalRequest
 from gpt_service.services.generation import GenerationJob, GenerationService
-from gpt_service.store.sqlite import JobNotFound, JobRecord, JobStore, now_iso
+from gpt_service.store.jobs import JobStore
+from gpt_service.store.leases import LeaseKeeper
+from gpt_service.store.records import ACTIVE, JobNotFound, JobStatus, now_iso
 
 if TYPE_CHECKING:
     from gpt_service.engine.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
 
-KIND = "eval"
 MAX_OVERLOAD_RETRIES = 600  # ~10 minutes of a queue kept full by other traffic
 
 
@@ -62,7 +63,7 @@ class _Progress:
         self._last = now
         steps = self.state["samples_done"] + self.state.get("perplexity_done", 0)
         progress = round(100.0 * steps / self.total_steps, 1) if self.total_steps else 0.0
-        self.store.update(self.eval_id, progress={**self.state, "progress": progress})
+        self.store.update(self.eval_id, progress=EvalProgress(**self.state, progress=progress))
 
 
 class EvaluationManager:
@@ -72,6 +73,7 @@ class EvaluationManager:
         store: JobStore,
         registry: ModelRegistry,
         generation: GenerationService,
+        leases: LeaseKeeper,
         dataset_roots: Iterable[Path] = (),
         max_concurrent: int = 1,
     ) -> None:
@@ -79,6 +81,7 @@ class EvaluationManager:
         self.store = store
         self.registry = registry
         self.generation = generation
+        self.leases = leases
         self.dataset_roots = [settings.datasets_dir, DEMO_DATA_DIR, *dataset_roots]
         engine = settings.engine
         # Enough in flight to keep the batch full, while leaving half the queue to others.
@@ -89,12 +92,8 @@ class EvaluationManager:
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        """Evaluations a previous process left queued or running cannot finish any more."""
-        gone = self.store.mark_interrupted(
-            KIND, (EvalStatus.QUEUED.value, EvalStatus.RUNNING.value)
-        )
-        if gone:
-            logger.warning("evaluations interrupted by the last shutdown: %s", gone)
+        """Evaluations run in their replica's process, under its lease: those of a replica
+        that is gone become ``interrupted`` (the lease keeper's sweep)."""
         self._is_started = True
 
     async def stop(self) -> None:
@@ -110,42 +109,57 @@ class EvaluationManager:
         return self._is_started
 
     # ---- requests --------------------------------------------------------------------
-    async def submit(self, request: EvalRequest) -> JobRecord:
+    async def submit(self, request: EvalRequest) -> EvalRecord:
         """Validate everything, store a ``queued`` row and start the run in the background."""
         model_name = self._check_model(request)
         samples = await asyncio.to_thread(
             load_samples, request, self.settings.data_dir, self.dataset_roots
         )
-        params = {**request.stored_params(), "model_name": model_name}
-        record = self.store.create(KIND, {**params, "num_samples": len(samples)})
-        self.store.update(record.id, progress={"samples_done": 0, "total_samples": len(samples)})
+        record = self.store.create(
+            EVAL,
+            request.stored_params(model_name, len(samples)),
+            EvalProgress(total_samples=len(samples)),
+            owner=self.leases.owner,
+            lease_seconds=self.leases.lease_seconds,
+        )
         task = asyncio.create_task(self._run(record.id, model_name, request, samples))
         self._tasks[record.id] = task
-        task.add_done_callback(lambda _: self._tasks.pop(record.id, None))
+        self.leases.hold(record.id, self._lost)
+        task.add_done_callback(lambda _: self._forget(record.id))
         logger.info("evaluation %s of %s queued (%d samples)", record.id, model_name, len(samples))
         return self.get(record.id)
+
+    def _forget(self, eval_id: str) -> None:
+        self._tasks.pop(eval_id, None)
+        self.leases.release(eval_id)
+
+    def _lost(self, eval_id: str) -> None:
+        """The lease keeper (a thread) found the row taken from us: stop the run."""
+        task = self._tasks.get(eval_id)
+        if task is not None:
+            task.get_loop().call_soon_threadsafe(task.cancel)
 
     def _check_model(self, request: EvalRequest) -> str:
         """The served name ('model' or 'model:adapter'); raises 404/400 like a generation."""
         probe = GenerationJob(request.sampling(), request.model_name, prompt="probe")
         return self.generation.prepare(probe).display_name
 
-    async def wait(self, eval_id: str) -> JobRecord:
+    async def wait(self, eval_id: str) -> EvalRecord:
         task = self._tasks.get(eval_id)
         if task is not None:
             await asyncio.shield(task)  # a client hanging up does not stop the evaluation
         return self.get(eval_id)
 
-    def get(self, eval_id: str) -> JobRecord:
+    def get(self, eval_id: str) -> EvalRecord:
         try:
-            return self.store.get(eval_id, kind=KIND)
+            return self.store.get(eval_id, EVAL)
         except JobNotFound:
             raise EvaluationNotFound(f"no evaluation with id '{eval_id}'") from None
 
     def list(
         self, status: str | None = None, limit: int = 20, offset: int = 0
-    ) -> tuple[list[JobRecord], int]:
-        return self.store.list(KIND, status=status, limit=limit, offset=offset)
+    ) -> tuple[list[EvalRecord], int]:
+        return self.store.list(EVAL, status=status, limit=limit, offset=offset)
 
     # ---- the run ---------------------------------------------------------------------
     async def _run(
@@ -153,24 +167,32 @@ class EvaluationManager:
     ) -> None:
         try:
             async with self._slots:
-                self.store.update(eval_id, status=EvalStatus.RUNNING.value, started_at=now_iso())
+                self.store.update(
+                    eval_id, only_if=ACTIVE, status=JobStatus.RUNNING, started_at=now_iso()
+                )
                 result = await self._evaluate(eval_id, model_name, request, samples)
             self.store.update(
-                eval_id, status=EvalStatus.COMPLETED.value, result=result, finished_at=now_iso()
+                eval_id,
+                only_if=ACTIVE,
+                status=JobStatus.COMPLETED,
+                result=result,
+                finished_at=now_iso(),
             )
             logger.info("evaluation %s completed: %s", eval_id, result["scores"])
         except asyncio.CancelledError:
-            self._finish(eval_id, EvalStatus.INTERRUPTED, "the server stopped during the run")
+            self._finish(eval_id, JobStatus.INTERRUPTED, "the server stopped during the run")
             raise
         except ServiceError as exc:
-            self._finish(eval_id, EvalStatus.FAILED, exc.message)
+            self._finish(eval_id, JobStatus.FAILED, exc.message)
         except Exception as exc:  # one broken evaluation must not take the manager down
             logger.exception("evaluation %s failed", eval_id)
-            self._finish(eval_id, EvalStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            self._finish(eval_id, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
 
-    def _finish(self, eval_id: str, status: EvalStatus, error: str) -> None:
+    def _finish(self, eval_id: str, status: JobStatus, error: str) -> None:
         logger.warning("evaluation %s %s: %s", eval_id, status.value, error)
-        self.store.update(eval_id, status=status.value, error=error, finished_at=now_iso())
+        self.store.update(
+            eval_id, only_if=ACTIVE, status=status, error=error, finished_at=now_iso()
+        )
 
     async def _evaluate(
         self, eval_id: str, model_name: str, request: EvalRequest, samples: list[Sample]

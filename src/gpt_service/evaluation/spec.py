@@ -5,7 +5,6 @@ Torch-free on purpose: the HTTP layer uses ``EvalRequest`` as its request body.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -13,6 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from gpt_service.engine.types import SamplingParams
 from gpt_service.evaluation.metrics import SUPPORTED_METRICS
 from gpt_service.schema_base import StrictBody
+from gpt_service.store.records import JobKind, JobRecord
 
 DEFAULT_METRICS: tuple[str, ...] = ("perplexity", "exact_match", "bleu", "rouge", "chrf")
 # ``wait: true`` answers with the results in the POST response; only for small inline sets,
@@ -20,18 +20,6 @@ DEFAULT_METRICS: tuple[str, ...] = ("perplexity", "exact_match", "bleu", "rouge"
 MAX_WAIT_SAMPLES = 16
 # sacrebleu tokenizers that need no extra package or download (spm/flores fetch a model).
 BleuTokenize = Literal["13a", "zh", "intl", "char", "none"]
-
-
-class EvalStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (EvalStatus.COMPLETED, EvalStatus.FAILED, EvalStatus.INTERRUPTED)
 
 
 class EvalSample(BaseModel):
@@ -43,17 +31,11 @@ class EvalSample(BaseModel):
     expected: str = Field(..., min_length=1, examples=["AI是人工智能的缩写..."])
 
 
-class EvalRequest(StrictBody):
-    """``POST /evaluate`` body: API.md's fields plus dataset files and generation options."""
+class EvalOptions(BaseModel):
+    """How an evaluation runs: shared by the request and the stored row."""
 
-    model_name: str | None = Field(
-        None,
-        description="loaded model (default: current); 'name:adapter' evaluates a LoRA adapter",
-        examples=["demo"],
-    )
-    test_data: list[EvalSample] | None = Field(
-        None, description="inline test cases (give this or dataset_path)"
-    )
+    model_config = {"extra": "forbid"}
+
     dataset_path: str | None = Field(
         None,
         description="json/jsonl/csv file (training formats: input/expected, instruction/output, "
@@ -81,11 +63,6 @@ class EvalRequest(StrictBody):
     bleu_tokenize: BleuTokenize | None = Field(
         None, description="sacrebleu tokenizer (default: 'zh' if references hold CJK, else '13a')"
     )
-    wait: bool = Field(
-        False,
-        description=f"inline test_data of at most {MAX_WAIT_SAMPLES} samples only: answer with "
-        "the finished results instead of just the eval_id",
-    )
 
     @field_validator("metrics")
     @classmethod
@@ -98,6 +75,24 @@ class EvalRequest(StrictBody):
                 f"unknown metric(s) {', '.join(unknown)}; known: {', '.join(SUPPORTED_METRICS)}"
             )
         return list(dict.fromkeys(value))
+
+
+class EvalRequest(EvalOptions, StrictBody):
+    """``POST /evaluate`` body: API.md's fields plus dataset files and generation options."""
+
+    model_name: str | None = Field(
+        None,
+        description="loaded model (default: current); 'name:adapter' evaluates a LoRA adapter",
+        examples=["demo"],
+    )
+    test_data: list[EvalSample] | None = Field(
+        None, description="inline test cases (give this or dataset_path)"
+    )
+    wait: bool = Field(
+        False,
+        description=f"inline test_data of at most {MAX_WAIT_SAMPLES} samples only: answer with "
+        "the finished results instead of just the eval_id",
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> EvalRequest:
@@ -138,6 +133,32 @@ class EvalRequest(StrictBody):
             options["bleu"] = {"tokenize": self.bleu_tokenize}
         return options
 
-    def stored_params(self) -> dict[str, Any]:
-        """What the job row keeps: everything but the inline samples (they go in the rows)."""
-        return self.model_dump(exclude={"test_data", "wait"})
+    def stored_params(self, model_name: str, num_samples: int) -> EvalParams:
+        """What the job row keeps: everything but the inline samples (they go in the result)."""
+        options = self.model_dump(exclude={"test_data", "wait", "model_name"})
+        return EvalParams(**options, model_name=model_name, num_samples=num_samples)
+
+
+class EvalParams(EvalOptions):
+    """An evaluation's row parameters: the request as run, on the served model name."""
+
+    model_config = {"extra": "ignore"}
+
+    model_name: str = ""
+    num_samples: int = 0
+
+
+class EvalProgress(BaseModel):
+    model_config = {"extra": "ignore"}
+
+    phase: str | None = None
+    samples_done: int = 0
+    total_samples: int = 0
+    perplexity_done: int = 0
+    progress: float = 0.0
+
+
+EVAL: JobKind[EvalParams, EvalProgress] = JobKind(
+    "eval", EvalParams, EvalProgress, owned_when_queued=True
+)
+EvalRecord = JobRecord[EvalParams, EvalProgress]

@@ -41,15 +41,7 @@ class _StateCollector(Collector):
             running.add_metric([m.name], m.engine.num_running)
         loaded.add_metric([], len(models))
         yield from (queue, running, loaded)
-        store = getattr(state, "store", None)
-        if store is not None:
-            jobs = GaugeMetricFamily(
-                "gpt_jobs", "training and evaluation jobs by status", labels=["kind", "status"]
-            )
-            for kind in ("train", "eval"):
-                for status, count in store.count_by_status(kind).items():
-                    jobs.add_metric([kind, status], count)
-            yield jobs
+        yield from _store_metrics(state)
         ollama = getattr(state, "ollama", None)
         stats = getattr(ollama, "counters", None)
         if stats is not None:
@@ -60,6 +52,35 @@ class _StateCollector(Collector):
                 if isinstance(value, int | float):
                     proxied.add_metric([key], value)
             yield proxied
+
+
+def _store_metrics(state: Any) -> Iterator[GaugeMetricFamily]:
+    store = getattr(state, "store", None)
+    leases = getattr(state, "leases", None)
+    if store is None:
+        return
+    up = GaugeMetricFamily("gpt_store_up", "job store reachable (1) or not", labels=["engine"])
+    reachable = store.ping()
+    up.add_metric([store.dialect], 1 if reachable else 0)
+    yield up
+    if not reachable:
+        return
+    jobs = GaugeMetricFamily(
+        "gpt_jobs", "training and evaluation jobs by status", labels=["kind", "status"]
+    )
+    for kind in ("train", "eval"):
+        for status, count in store.count_by_status(kind).items():
+            jobs.add_metric([kind, status], count)
+    yield jobs
+    yield GaugeMetricFamily(
+        "gpt_store_queue_depth", "queued jobs, all replicas", value=store.queue_depth()
+    )
+    if leases is not None:
+        yield GaugeMetricFamily(
+            "gpt_store_leases_held",
+            "running jobs whose lease this replica holds",
+            value=store.leases_held(leases.owner),
+        )
 
 
 class Metrics:

@@ -5,12 +5,12 @@ Torch-free on purpose: the HTTP layer uses ``TrainJobSpec`` as its request body.
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from gpt_service.schema_base import StrictBody
+from gpt_service.store.records import STOPPED, JobKind, JobRecord, JobStatus
 
 DATASET_FORMATS = ("auto", "json", "jsonl", "csv")
 DatasetFormat = Literal["auto", "json", "jsonl", "csv"]
@@ -24,27 +24,8 @@ DEFAULT_BATCH_SIZE = 8
 DEFAULT_LEARNING_RATE = 2e-3
 
 
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    COMPLETED = "completed"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-    INTERRUPTED = "interrupted"
-
-    @property
-    def is_final(self) -> bool:
-        return self in (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-    @property
-    def is_resumable(self) -> bool:
-        return self in (JobStatus.INTERRUPTED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-
-# A job that no process will move on: streams end and `resume` becomes possible.
-STOPPED = frozenset(
-    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.INTERRUPTED}
-)
+# One lifecycle for every kind of job (``store.records``); re-exported for the training code.
+__all__ = ["STOPPED", "TRAIN", "JobStatus", "TrainJob", "TrainJobSpec", "TrainParams"]
 
 
 class TrainJobSpec(StrictBody):
@@ -85,7 +66,15 @@ class TrainJobSpec(StrictBody):
     save_steps: int = Field(50, ge=1, description="checkpoint every this many optimizer steps")
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps")
     seed: int = Field(42, ge=0)
-    num_processes: int = Field(1, ge=1, le=64, description=">1 runs distributed data-parallel")
+    num_processes: int = Field(
+        1, ge=1, le=64, description="processes per node; >1 runs distributed data-parallel"
+    )
+    num_nodes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="machines: >1 waits for the others to join (`gpt-service join <job id>`)",
+    )
     overwrite: bool = Field(False, description="replace an adapter already in output_dir")
     load_on_completion: bool = Field(False, description="serve the adapter once trained")
     served_model_name: str | None = Field(
@@ -107,3 +96,53 @@ class TrainJobSpec(StrictBody):
         if self.served_model_name is not None and not self.load_on_completion:
             raise ValueError("served_model_name needs load_on_completion: true")
         return self
+
+
+class TrainParams(BaseModel):
+    """A training job's row parameters: the request and what submit resolved it to."""
+
+    model_config = {"extra": "ignore"}  # rows written by older versions carry owner_pid
+
+    spec: TrainJobSpec
+    base_model_path: str
+    dataset_file: str
+    num_examples: int | None = None
+    output_dir: str
+    output_path: str
+    device: str = "auto"
+    dtype: str = "auto"
+    trust_remote_code: bool = False
+    resume: bool = False
+    attempts: int = 0
+    rendezvous: str | None = Field(None, description="host:port of a multi-node job's c10d store")
+
+
+class LossPoint(BaseModel):
+    step: int
+    epoch: float = 0.0
+    loss: float | None = None
+    eval_loss: float | None = None
+
+
+class TrainProgress(BaseModel):
+    """What the worker's rank 0 reports after each logged step."""
+
+    model_config = {"extra": "ignore"}
+
+    progress: float | None = None
+    current_step: int = 0
+    total_steps: int | None = None
+    current_epoch: int = 0
+    epoch: float = 0.0
+    total_epochs: float | None = None
+    loss: float | None = None
+    learning_rate: float | None = None
+    eval_loss: float | None = None
+    eta_seconds: float | None = None
+    stage: str | None = None
+    loss_history: list[LossPoint] = Field(default_factory=list)
+    eval_history: list[LossPoint] = Field(default_factory=list)
+
+
+TRAIN: JobKind[TrainParams, TrainProgress] = JobKind("train", TrainParams, TrainProgress)
+TrainJob = JobRecord[TrainParams, TrainProgress]

@@ -1,8 +1,10 @@
 """``JobManager``: training jobs as store rows, run by worker subprocesses, a few at a time.
 
-The queue is the store itself (rows with status ``queued``, oldest first), so queued jobs
-survive a restart. One asyncio task launches workers up to ``max_concurrent_jobs`` and
-reaps them; the server never runs training code in its own process.
+The queue is the store itself (rows with status ``queued``, oldest first), shared by every
+replica on the same database: each replica claims at most ``max_concurrent_jobs`` of them
+(``JobStore.claim``: each job goes to one replica), launches their workers and reaps them,
+and holds their leases through the replica's ``LeaseKeeper``. Status, history, cancel and
+resume work from any replica; the server never runs training code in its own process.
 """
 
 from __future__ import annotations
@@ -10,25 +12,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gpt_service.config import Settings
 from gpt_service.errors import Conflict
-from gpt_service.store.sqlite import JobRecord, JobStore, now_iso
+from gpt_service.store.jobs import JobStore
+from gpt_service.store.leases import LeaseKeeper
+from gpt_service.store.records import ACTIVE, JobStatus, now_iso
 from gpt_service.training import launcher
-from gpt_service.training.config import JobStatus, TrainJobSpec
+from gpt_service.training.config import TRAIN, TrainJob, TrainJobSpec
 from gpt_service.training.validation import prepare_job
 
 if TYPE_CHECKING:
     from gpt_service.engine.registry import ModelRegistry
 
 logger = logging.getLogger(__name__)
-
-KIND = "train"
-ACTIVE = (JobStatus.QUEUED.value, JobStatus.RUNNING.value)
 
 
 class JobManager:
@@ -37,11 +37,13 @@ class JobManager:
         settings: Settings,
         store: JobStore,
         registry: ModelRegistry,
+        leases: LeaseKeeper,
         poll_interval: float = 0.5,
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
+        self.leases = leases
         self.poll_interval = poll_interval
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._cancelling: set[str] = set()
@@ -50,9 +52,6 @@ class JobManager:
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
-        interrupted = self._mark_interrupted()
-        if interrupted:
-            logger.warning("training jobs interrupted by the last shutdown: %s", interrupted)
         self._task = asyncio.create_task(self._run(), name="training-jobs")
 
     async def stop(self) -> None:
@@ -65,23 +64,10 @@ class JobManager:
             job = self.get(job_id)
             if returncode == 0 and job.result is not None:  # it finished just in time
                 launcher.finalize(self.settings, self.store, job_id, returncode)
-            elif job.status == JobStatus.RUNNING.value:
-                self.store.update(job_id, status=JobStatus.INTERRUPTED.value)
+            else:
+                self.store.update(job_id, only_if=[JobStatus.RUNNING], status=JobStatus.INTERRUPTED)
             del self.processes[job_id]
-
-    def _mark_interrupted(self) -> list[str]:
-        """Jobs left ``running`` by a process that is gone can no longer be running.
-
-        Not the store's blanket ``mark_interrupted``: a ``gpt-service train`` in another
-        terminal may be running a job on the same data directory right now.
-        """
-        import psutil
-
-        jobs, _ = self.store.list(KIND, status=JobStatus.RUNNING.value, limit=10_000)
-        orphans = [j.id for j in jobs if not _owner_alive(j.params.get("owner_pid"), psutil)]
-        for job_id in orphans:
-            self.store.update(job_id, status=JobStatus.INTERRUPTED.value)
-        return orphans
+            self.leases.release(job_id)
 
     @property
     def is_alive(self) -> bool:
@@ -92,25 +78,27 @@ class JobManager:
         return len(self.processes)
 
     # ---- requests --------------------------------------------------------------------
-    async def submit(self, spec: TrainJobSpec) -> JobRecord:
+    async def submit(self, spec: TrainJobSpec) -> TrainJob:
         params = await asyncio.to_thread(prepare_job, spec, self.settings, self.registry)
-        self._check_output_free(params["output_path"])
-        job = self.store.create(KIND, params)
-        logger.info("training job %s queued (%s)", job.id, params["output_dir"])
+        self._check_output_free(params.output_path)
+        job = self.store.create(TRAIN, params)
+        logger.info("training job %s queued (%s)", job.id, params.output_dir)
         self._wake.set()
         return job
 
-    def get(self, job_id: str) -> JobRecord:
-        return self.store.get(job_id, kind=KIND)
+    def get(self, job_id: str) -> TrainJob:
+        return self.store.get(job_id, TRAIN)
 
     def list(
         self, status: str | None = None, limit: int = 20, offset: int = 0
-    ) -> tuple[list[JobRecord], int]:
-        return self.store.list(KIND, status=status, limit=limit, offset=offset)
+    ) -> tuple[list[TrainJob], int]:
+        return self.store.list(TRAIN, status=status, limit=limit, offset=offset)
 
-    async def cancel(self, job_id: str) -> JobRecord:
+    async def cancel(self, job_id: str) -> TrainJob:
+        """Here: stop the worker. Elsewhere: mark it cancelled with the cancel flag set; its
+        owner stops the worker at its next lease renewal, the worker at its next step."""
         job = self.get(job_id)
-        if job.status not in ACTIVE:
+        if not job.status.is_active:
             raise Conflict(f"job '{job_id}' is {job.status}; only queued or running jobs cancel")
         process = self.processes.get(job_id)
         if process is not None:
@@ -120,32 +108,49 @@ class JobManager:
             finally:
                 self._cancelling.discard(job_id)
                 self.processes.pop(job_id, None)
-        if self.get(job_id).status in ACTIVE:  # the worker may have finished meanwhile
-            self.store.update(job_id, status=JobStatus.CANCELLED.value, finished_at=now_iso())
+                self.leases.release(job_id)
+        cancelled = self.store.update(
+            job_id,
+            only_if=ACTIVE,  # the worker may have finished meanwhile
+            status=JobStatus.CANCELLED,
+            cancel_requested=True,
+            finished_at=now_iso(),
+        )
+        if cancelled:
             logger.info("training job %s cancelled", job_id)
         self._wake.set()
         return self.get(job_id)
 
-    async def resume(self, job_id: str) -> JobRecord:
-        """Queue a stopped job again; the worker continues from its last checkpoint."""
+    async def resume(self, job_id: str) -> TrainJob:
+        """Queue a stopped job again; a worker on any replica continues from its last
+        checkpoint."""
         job = self.get(job_id)
-        if not JobStatus(job.status).is_resumable:
+        if not job.status.is_resumable:
             raise Conflict(
                 f"job '{job_id}' is {job.status}; only interrupted, failed or cancelled jobs resume"
             )
-        self._check_output_free(job.params["output_path"], except_id=job_id)
-        params = {**job.params, "resume": True}
-        self.store.update(
-            job_id, status=JobStatus.QUEUED.value, params=params, error=None, finished_at=None
+        self._check_output_free(job.params.output_path, except_id=job_id)
+        resumed = self.store.update(
+            job_id,
+            only_if=[job.status],
+            status=JobStatus.QUEUED,
+            params=job.params.model_copy(update={"resume": True}),
+            error=None,
+            finished_at=None,
+            owner=None,
+            lease_expires_at=None,
+            cancel_requested=False,
         )
+        if not resumed:
+            raise Conflict(f"job '{job_id}' changed meanwhile; look at its status again")
         self._wake.set()
         return self.get(job_id)
 
     def _check_output_free(self, output_path: str, except_id: str | None = None) -> None:
         for status in ACTIVE:
-            jobs, _ = self.store.list(KIND, status=status, limit=10_000)
+            jobs, _ = self.store.list(TRAIN, status=status, limit=10_000)
             for other in jobs:
-                same = Path(other.params.get("output_path", "")) == Path(output_path)
+                same = Path(other.params.output_path) == Path(output_path)
                 if same and other.id != except_id:
                     raise Conflict(f"job '{other.id}' ({other.status}) already writes there")
 
@@ -154,7 +159,7 @@ class JobManager:
         while True:
             try:
                 await self._reap()
-                self._launch_queued()
+                await asyncio.to_thread(self._launch_queued)
             except Exception:  # the scheduler must outlive any one job's trouble
                 logger.exception("training scheduler step failed")
             self._wake.clear()
@@ -163,11 +168,20 @@ class JobManager:
 
     def _launch_queued(self) -> None:
         free = self.settings.training.max_concurrent_jobs - len(self.processes)
-        if free <= 0:
-            return
-        queued, _ = self.store.list(KIND, status=JobStatus.QUEUED.value, limit=10_000)
-        for job in reversed(queued[-free:]):  # the list is newest first: start the oldest
-            self.processes[job.id] = launcher.launch(self.settings, self.store, job)
+        lease = self.leases.lease_seconds
+        for job in self.store.claim(TRAIN, self.leases.owner, free, lease):
+            try:
+                self.processes[job.id] = launcher.launch(self.settings, self.store, job)
+            except Exception as exc:
+                self.store.update(job.id, status=JobStatus.FAILED, error=f"could not start: {exc}")
+                continue
+            self.leases.hold(job.id, self._lost)
+
+    def _lost(self, job_id: str) -> None:
+        """Called by the lease keeper (in a thread): cancelled elsewhere, or lease lost."""
+        process = self.processes.get(job_id)
+        if process is not None:
+            launcher.stop(process, 5.0)
 
     async def _reap(self) -> None:
         for job_id, process in list(self.processes.items()):
@@ -176,15 +190,16 @@ class JobManager:
             del self.processes[job_id]
             job = self.get(job_id)
             trained = process.returncode == 0 and job.result is not None
-            is_running = job.status == JobStatus.RUNNING.value
-            if trained and is_running and job.params["spec"].get("load_on_completion"):
+            is_running = job.status == JobStatus.RUNNING
+            if trained and is_running and job.params.spec.load_on_completion:
                 await self._serve_result(job)  # before ``completed``: then it is servable
             launcher.finalize(self.settings, self.store, job_id, process.returncode)
+            self.leases.release(job_id)
 
-    async def _serve_result(self, job: JobRecord) -> None:
+    async def _serve_result(self, job: TrainJob) -> None:
         """Load the finished adapter: onto the base if it is loaded, else as a new model."""
-        spec = TrainJobSpec(**job.params["spec"])
-        output = job.params["output_path"]
+        spec = job.params.spec
+        output = job.params.output_path
         served: dict[str, Any] = {}
         try:
             if spec.base_model in self.registry.models:
@@ -198,13 +213,9 @@ class JobManager:
                 served["served_as"] = f"{spec.base_model}:{key}"
             else:
                 name = spec.served_model_name or f"{Path(spec.base_model).name}-{job.id[:8]}"
-                await self.registry.load(name, job.params["base_model_path"], output)
+                await self.registry.load(name, job.params.base_model_path, output)
                 served["served_as"] = name
         except Exception as exc:  # the job still completed; say why it is not served
             logger.warning("could not load the adapter of job %s: %s", job.id, exc)
             served["load_error"] = str(exc)
         self.store.update(job.id, result={**(job.result or {}), **served})
-
-
-def _owner_alive(pid: object, psutil: Any) -> bool:
-    return isinstance(pid, int) and pid != os.getpid() and psutil.pid_exists(pid)

@@ -8,14 +8,16 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 from collections import deque
 from pathlib import Path
 
 from gpt_service.config import Settings
-from gpt_service.store.sqlite import JobRecord, JobStore, now_iso
-from gpt_service.training.config import JobStatus
+from gpt_service.store.jobs import JobStore
+from gpt_service.store.records import JobStatus, now_iso
+from gpt_service.training.config import TRAIN, TrainJob
 
 logger = logging.getLogger(__name__)
 
@@ -26,19 +28,40 @@ def log_path(settings: Settings, job_id: str) -> Path:
     return settings.data_dir / "logs" / f"train-{job_id}.log"
 
 
-def worker_command(job: JobRecord, db_path: Path, parent_pid: int) -> list[str]:
-    worker = ["-m", "gpt_service.training.worker", "--job-id", job.id, "--db", str(db_path)]
+def worker_command(job: TrainJob, parent_pid: int, first_node: bool = True) -> list[str]:
+    """The worker, or the ``torchrun`` launcher of one node of it.
+
+    One node, one process: the worker itself. One node, several processes: torchrun
+    ``--standalone``. Several nodes: torchrun with a c10d rendezvous at ``params.rendezvous``,
+    hosted by the first node (the replica that claimed the job); every other node runs the
+    same command with ``first_node=False`` (``gpt-service join``).
+    """
+    worker = ["-m", "gpt_service.training.worker", "--job-id", job.id]
     worker += ["--parent-pid", str(parent_pid)]
-    num_processes = int(job.params["spec"].get("num_processes", 1))
-    if num_processes <= 1:
+    spec = job.params.spec
+    if spec.num_processes <= 1 and spec.num_nodes <= 1:
         return [sys.executable, *worker]
-    # Data-parallel: torchrun starts one worker per rank (gloo on CPU, nccl on GPU).
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
-    return [*launcher, "--nproc-per-node", str(num_processes), *worker]
+    launcher = [sys.executable, "-m", "torch.distributed.run"]
+    if spec.num_nodes <= 1:
+        launcher.append("--standalone")
+    else:
+        launcher += ["--nnodes", str(spec.num_nodes), "--rdzv-backend", "c10d"]
+        launcher += ["--rdzv-endpoint", str(job.params.rendezvous), "--rdzv-id", job.id]
+        launcher += ["--rdzv-conf", f"is_host={int(first_node)}", "--max-restarts", "0"]
+    return [*launcher, "--nproc-per-node", str(spec.num_processes), *worker]
+
+
+def rendezvous_endpoint(settings: Settings) -> str:
+    """A free port on this replica for a multi-node job's c10d store."""
+    with socket.socket() as sock:
+        sock.bind((settings.training.rendezvous_host, 0))
+        port = sock.getsockname()[1]
+    return f"{settings.training.rendezvous_host}:{port}"
 
 
 def worker_env(settings: Settings, num_processes: int) -> dict[str, str]:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
+    env["GPT_SERVICE_DATABASE_URL"] = settings.store_url  # not in argv: it may hold a password
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli.main: no spinning next to the server
     env["OMP_NUM_THREADS"] = str(num_threads(settings, num_processes))
     return env
@@ -52,12 +75,17 @@ def num_threads(settings: Settings, num_processes: int) -> int:
     return max(1, (cores or 1) // (2 * num_processes))
 
 
-def launch(settings: Settings, store: JobStore, job: JobRecord) -> subprocess.Popen[bytes]:
-    """Start the worker in its own process group (so a cancel reaches every rank)."""
+def launch(settings: Settings, store: JobStore, job: TrainJob) -> subprocess.Popen[bytes]:
+    """Start the worker of a job this process holds (claimed, or created ``running``), in
+    its own process group (so a cancel reaches every rank)."""
     path = log_path(settings, job.id)
     path.parent.mkdir(parents=True, exist_ok=True)
-    num_processes = int(job.params["spec"].get("num_processes", 1))
-    command = worker_command(job, settings.db_path, os.getpid())
+    spec = job.params.spec
+    params = job.params.model_copy(update={"attempts": job.params.attempts + 1})
+    if spec.num_nodes > 1:
+        params.rendezvous = rendezvous_endpoint(settings)
+    store.update(job.id, params=params, started_at=job.started_at or now_iso())
+    command = worker_command(job.model_copy(update={"params": params}), os.getpid())
     with path.open("ab") as log:
         log.write(f"\n=== {now_iso()} start: {' '.join(command)}\n".encode())
         log.flush()
@@ -66,19 +94,9 @@ def launch(settings: Settings, store: JobStore, job: JobRecord) -> subprocess.Po
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            env=worker_env(settings, num_processes),
+            env=worker_env(settings, spec.num_processes),
             start_new_session=True,
         )
-    attempts = int(job.params.get("attempts", 0)) + 1
-    params = {**job.params, "attempts": attempts, "owner_pid": os.getpid()}
-    store.update(
-        job.id,
-        status=JobStatus.RUNNING.value,
-        params=params,
-        started_at=job.started_at or now_iso(),
-        finished_at=None,
-        error=None,
-    )
     logger.info("training job %s started (pid %d, log %s)", job.id, process.pid, path)
     return process
 
@@ -115,20 +133,22 @@ def exit_reason(returncode: int) -> str:
     return f"worker exited with code {returncode}"
 
 
-def finalize(settings: Settings, store: JobStore, job_id: str, returncode: int) -> JobRecord:
+def finalize(settings: Settings, store: JobStore, job_id: str, returncode: int) -> TrainJob:
     """After the worker exits: ``completed`` if it saved a result, else ``failed`` (a crash,
     an OOM kill) with the tail of its log. A job no longer ``running`` (cancelled...) stays.
     """
-    job = store.get(job_id, kind="train")
-    if job.status != JobStatus.RUNNING.value:
+    job = store.get(job_id, TRAIN)
+    if job.status != JobStatus.RUNNING:
         return job
+    done = {"finished_at": now_iso(), "owner": None, "lease_expires_at": None}
     if returncode == 0 and job.result is not None:
-        store.update(job_id, status=JobStatus.COMPLETED.value, finished_at=now_iso())
-        logger.info("training job %s completed", job_id)
+        if store.update(job_id, only_if=[JobStatus.RUNNING], status=JobStatus.COMPLETED, **done):
+            logger.info("training job %s completed", job_id)
     else:
         tail = log_tail(settings, job_id)
         reason = exit_reason(returncode) if returncode else "worker exited without a result"
         error = job.error or (f"{reason}; last log lines:\n{tail}" if tail else reason)
-        store.update(job_id, status=JobStatus.FAILED.value, error=error, finished_at=now_iso())
-        logger.warning("training job %s failed: %s", job_id, error.splitlines()[0])
-    return store.get(job_id, kind="train")
+        running = [JobStatus.RUNNING]
+        if store.update(job_id, only_if=running, status=JobStatus.FAILED, error=error, **done):
+            logger.warning("training job %s failed: %s", job_id, error.splitlines()[0])
+    return store.get(job_id, TRAIN)

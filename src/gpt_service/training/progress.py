@@ -1,4 +1,5 @@
-"""A ``TrainerCallback`` that writes a job's progress (and loss history) to the job store."""
+"""A ``TrainerCallback`` that writes a job's progress (and loss history) to the job store,
+and stops the run when the job was cancelled (from any replica) or taken from its owner."""
 
 from __future__ import annotations
 
@@ -9,14 +10,21 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from gpt_service.store.sqlite import JobStore
+from gpt_service.store.jobs import JobStore
+from gpt_service.store.records import JobStatus
+from gpt_service.training.config import TRAIN, LossPoint, TrainProgress
 
 logger = logging.getLogger(__name__)
 
 MAX_HISTORY = 500  # points kept per curve; older points are thinned, not dropped
+CANCEL_CHECK_SECONDS = 1.0
 
 
-def thin(points: list[dict[str, Any]], limit: int = MAX_HISTORY) -> list[dict[str, Any]]:
+class JobCancelled(Exception):
+    """The job's row is no longer ``running``: cancelled, or interrupted by a lease sweep."""
+
+
+def thin(points: list[LossPoint], limit: int = MAX_HISTORY) -> list[LossPoint]:
     """Keep a long curve's shape in ``limit`` points: every other old point, all recent ones."""
     while len(points) > limit:
         half = len(points) // 2
@@ -27,21 +35,22 @@ def thin(points: list[dict[str, Any]], limit: int = MAX_HISTORY) -> list[dict[st
 class StoreProgressCallback(TrainerCallback):
     """Rank 0 records step, epoch, loss, learning rate, eval loss and ETA after each log."""
 
-    def __init__(self, store: JobStore, job_id: str, history: dict[str, list[dict]]) -> None:
+    def __init__(self, store: JobStore, job_id: str, history: TrainProgress) -> None:
         self.store = store
         self.job_id = job_id
-        self.loss_history: list[dict[str, Any]] = history.get("loss_history", [])
-        self.eval_history: list[dict[str, Any]] = history.get("eval_history", [])
+        self.loss_history: list[LossPoint] = list(history.loss_history)
+        self.eval_history: list[LossPoint] = list(history.eval_history)
         self.latest: dict[str, Any] = {}
         self._started = time.monotonic()
         self._first_step = 0
+        self._checked = time.monotonic()
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._started = time.monotonic()
         self._first_step = state.global_step  # > 0 when resumed from a checkpoint
         # A resumed run replays from its checkpoint: forget points logged after it.
-        self.loss_history = [p for p in self.loss_history if p["step"] <= state.global_step]
-        self.eval_history = [p for p in self.eval_history if p["step"] <= state.global_step]
+        self.loss_history = [p for p in self.loss_history if p.step <= state.global_step]
+        self.eval_history = [p for p in self.eval_history if p.step <= state.global_step]
         if state.is_world_process_zero:
             self._write(state, args)
 
@@ -53,11 +62,11 @@ class StoreProgressCallback(TrainerCallback):
         if "loss" in logs:
             self.latest["loss"] = float(logs["loss"])
             self.latest["learning_rate"] = float(logs.get("learning_rate", 0.0))
-            self.loss_history.append({**point, "loss": self.latest["loss"]})
+            self.loss_history.append(LossPoint(**point, loss=self.latest["loss"]))
             self.loss_history = thin(self.loss_history)
         if "eval_loss" in logs:
             self.latest["eval_loss"] = float(logs["eval_loss"])
-            self.eval_history.append({**point, "eval_loss": self.latest["eval_loss"]})
+            self.eval_history.append(LossPoint(**point, eval_loss=self.latest["eval_loss"]))
             self.eval_history = thin(self.eval_history)
         if state.is_world_process_zero:
             self._write(state, args)
@@ -72,19 +81,36 @@ class StoreProgressCallback(TrainerCallback):
     def _write(self, state: Any, args: Any) -> None:
         total = state.max_steps or 0
         epoch = float(state.epoch or 0.0)
-        progress = {
-            "progress": round(100.0 * state.global_step / total, 1) if total else 0.0,
-            "current_step": state.global_step,
-            "total_steps": total,
-            "current_epoch": math.floor(epoch + 1e-9),
-            "epoch": round(epoch, 4),
-            "total_epochs": args.num_train_epochs,
-            "eta_seconds": self._eta(state),
-            "loss_history": self.loss_history,
-            "eval_history": self.eval_history,
+        progress = TrainProgress(
+            progress=round(100.0 * state.global_step / total, 1) if total else 0.0,
+            current_step=state.global_step,
+            total_steps=total,
+            current_epoch=math.floor(epoch + 1e-9),
+            epoch=round(epoch, 4),
+            total_epochs=args.num_train_epochs,
+            eta_seconds=self._eta(state),
+            loss_history=self.loss_history,
+            eval_history=self.eval_history,
             **self.latest,
-        }
+        )
         try:
             self.store.update(self.job_id, progress=progress)
         except Exception:  # a busy database must not kill a long training run
             logger.warning("could not record progress of job %s", self.job_id, exc_info=True)
+
+    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        """Rank 0 looks at the row about once a second: a cancel from any replica lands here
+        even when the replica that launched this worker is on another machine."""
+        if (
+            not state.is_world_process_zero
+            or time.monotonic() - self._checked < CANCEL_CHECK_SECONDS
+        ):
+            return
+        self._checked = time.monotonic()
+        try:
+            job = self.store.get(self.job_id, TRAIN)
+        except Exception:  # the database is away: keep training, the lease decides
+            logger.warning("could not read job %s", self.job_id, exc_info=True)
+            return
+        if job.cancel_requested or job.status != JobStatus.RUNNING:
+            raise JobCancelled(f"job {self.job_id} is {job.status}; stopping")

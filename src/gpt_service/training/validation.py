@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from gpt_service.config import DEMO_DATA_DIR, Settings
 from gpt_service.errors import InvalidRequest, ModelNotFound, NotFound
 from gpt_service.paths import find_file, looks_like_hub_id, resolve_inside
-from gpt_service.training.config import TrainJobSpec
+from gpt_service.training.config import TrainJobSpec, TrainParams
 from gpt_service.training.datasets import load_examples
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ def check_processes(spec: TrainJobSpec, settings: Settings) -> None:
             raise InvalidRequest(f"num_processes={spec.num_processes} but {num_gpus} GPU(s)")
 
 
-def prepare_job(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
+def prepare_job(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry) -> TrainParams:
     """Check everything that can be checked now; return the job row's parameters.
 
     Blocking (reads the dataset): call it in a thread from async code.
@@ -98,23 +98,21 @@ def prepare_job(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry)
         raise InvalidRequest(f"unusable path in the request: {exc}") from None
 
 
-def _prepare(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry) -> dict[str, Any]:
+def _prepare(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry) -> TrainParams:
     dataset_file = resolve_dataset(settings, spec.dataset_path)
     examples = load_examples(dataset_file, spec.dataset_format)
     base_model_path = resolve_base_model(spec, registry)
     output_dir = spec.output_dir or default_output_dir(spec)
     output_path = resolve_output(settings, output_dir, spec.overwrite)
     check_processes(spec, settings)
-    return {
-        "spec": spec.model_dump(),
-        "base_model_path": base_model_path,
-        "dataset_file": str(dataset_file),
-        "num_examples": len(examples),
-        "output_dir": output_dir,
-        "output_path": str(output_path),
-        "device": settings.device,
-        "dtype": settings.dtype,
-        "trust_remote_code": settings.trust_remote_code,
-        "resume": False,
-        "attempts": 0,
-    }
+    return TrainParams(
+        spec=spec,
+        base_model_path=base_model_path,
+        dataset_file=str(dataset_file),
+        num_examples=len(examples),
+        output_dir=output_dir,
+        output_path=str(output_path),
+        device=settings.device,
+        dtype=settings.dtype,
+        trust_remote_code=settings.trust_remote_code,
+    )

@@ -1,6 +1,7 @@
-"""One training job, in its own process: ``python -m gpt_service.training.worker --job-id ID --db PATH``.
+"""One training job, in its own process: ``python -m gpt_service.training.worker --job-id ID``.
 
-Reads the job row (spec and resolved paths) from the store, fine-tunes a PEFT LoRA adapter
+The job store is ``GPT_SERVICE_DATABASE_URL`` (set by the launcher; not in argv, as it may
+hold a password). Reads the job row (spec and resolved paths) from the store, fine-tunes a PEFT LoRA adapter
 with the transformers ``Trainer``, and writes the adapter, the tokenizer and ``metrics.json``
 to the job's output directory. Under ``torchrun`` every rank runs this; rank 0 alone writes
 to the store and the output directory.
@@ -21,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from gpt_service.log_noise import silence_known_noise
-from gpt_service.store.sqlite import JobStore
-from gpt_service.training.config import TrainJobSpec
+from gpt_service.store.jobs import JobStore
+from gpt_service.training.config import TRAIN, TrainJobSpec, TrainParams
 
 logger = logging.getLogger("gpt_service.training.worker")
 
 EXIT_PARENT_GONE = 3
+EXIT_CANCELLED = 4
 CHECKPOINTS = "checkpoints"
 
 
@@ -55,12 +57,12 @@ def watch_parent(parent_pid: int, interval: float = 0.5) -> None:
     threading.Thread(target=check, name="parent-watch", daemon=True).start()
 
 
-def build_datasets(spec: TrainJobSpec, params: dict[str, Any], tokenizer: Any) -> tuple[Any, Any]:
+def build_datasets(spec: TrainJobSpec, params: TrainParams, tokenizer: Any) -> tuple[Any, Any]:
     from datasets import Dataset
 
     from gpt_service.training.datasets import load_examples, tokenize_example
 
-    examples = load_examples(Path(params["dataset_file"]), spec.dataset_format)
+    examples = load_examples(Path(params.dataset_file), spec.dataset_format)
     features = [tokenize_example(tokenizer, e, spec.max_seq_length) for e in examples]
     kept = [f for f in features if any(label != -100 for label in f["labels"])]
     if not kept:
@@ -148,17 +150,13 @@ def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
     from gpt_service.engine.loader import LoadOptions, load_model
     from gpt_service.training.progress import StoreProgressCallback
 
-    job = store.get(job_id, kind="train")
+    job = store.get(job_id, TRAIN)
     params = job.params
-    spec = TrainJobSpec(**params["spec"])
-    output = Path(params["output_path"])
-    options = LoadOptions(
-        params.get("device", "auto"),
-        params.get("dtype", "auto"),
-        params.get("trust_remote_code", False),
-    )
+    spec = params.spec
+    output = Path(params.output_path)
+    options = LoadOptions(params.device, params.dtype, params.trust_remote_code)
     stage.enter("loading the base model")
-    model, tokenizer, device = load_model(params["base_model_path"], options)
+    model, tokenizer, device = load_model(params.base_model_path, options)
     stage.enter("preparing the dataset")
     train_data, eval_data = build_datasets(spec, params, tokenizer)
     stage.enter("setting up LoRA")
@@ -183,6 +181,7 @@ def train(store: JobStore, job_id: str, stage: Stage) -> dict[str, Any]:
         "num_eval_examples": len(eval_data) if eval_data is not None else 0,
         "resumed_from": Path(resume_from).name if resume_from else None,
         "num_processes": world_size(),
+        "num_nodes": int(os.environ.get("GROUP_WORLD_SIZE", "1")),
     }
     if eval_data is not None:
         metrics["eval_loss"] = callback.latest.get("eval_loss")
@@ -217,7 +216,7 @@ def save_result(
     tokenizer: Any,
     output: Path,
     spec: TrainJobSpec,
-    params: dict[str, Any],
+    params: TrainParams,
     metrics: dict[str, Any],
 ) -> None:
     """A standard PEFT adapter directory: adapter, tokenizer, and what produced it."""
@@ -226,8 +225,8 @@ def save_result(
     tokenizer.save_pretrained(str(output))
     report = {
         "base_model": spec.base_model,
-        "base_model_path": params["base_model_path"],
-        "dataset": params["dataset_file"],
+        "base_model_path": params.base_model_path,
+        "dataset": params.dataset_file,
         "spec": spec.model_dump(),
         "metrics": metrics,
     }
@@ -252,21 +251,26 @@ def last_complete_checkpoint(checkpoints: Path) -> Path | None:
     return None
 
 
-def prepare_output(params: dict[str, Any]) -> None:
+def prepare_output(params: TrainParams) -> None:
     """A fresh run starts without checkpoints; a resumed one keeps them."""
-    checkpoints = Path(params["output_path"]) / CHECKPOINTS
-    if not params.get("resume") and checkpoints.exists():
+    checkpoints = Path(params.output_path) / CHECKPOINTS
+    if not params.resume and checkpoints.exists():
         shutil.rmtree(checkpoints)
 
 
 def run(store: JobStore, job_id: str) -> int:
+    from gpt_service.training.progress import JobCancelled
+
     rank_zero = is_rank_zero()
     stage = Stage(store, job_id)
     try:
-        job = store.get(job_id, kind="train")
+        job = store.get(job_id, TRAIN)
         if rank_zero:
             prepare_output(job.params)
         metrics = train(store, job_id, stage)
+    except JobCancelled as exc:
+        logger.warning("%s", exc)
+        return EXIT_CANCELLED
     except Exception as exc:
         logger.error("job %s failed:\n%s", job_id, traceback.format_exc())
         if rank_zero:  # the launcher turns the exit code into ``failed`` with this error
@@ -285,7 +289,11 @@ def run(store: JobStore, job_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="run one LoRA fine-tuning job from the job store")
     parser.add_argument("--job-id", required=True)
-    parser.add_argument("--db", required=True, type=Path)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("GPT_SERVICE_DATABASE_URL"),
+        help="the job store (default: $GPT_SERVICE_DATABASE_URL)",
+    )
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -297,7 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     silence_known_noise()
     if args.parent_pid:
         watch_parent(args.parent_pid)
-    return run(JobStore(args.db), args.job_id)
+    if not args.database_url:
+        parser.error("no job store: set GPT_SERVICE_DATABASE_URL or --database-url")
+    return run(JobStore(args.database_url, migrate=False), args.job_id)
 
 
 if __name__ == "__main__":
