@@ -27,6 +27,9 @@ async def test_root_and_health(client: httpx.AsyncClient):
     assert health["model_manager"] is True
     for key in ("ollama_proxy", "trainer", "evaluator"):
         assert isinstance(health[key], bool)
+    store = health["store"]
+    assert (store["engine"], store["reachable"], store["push"]) == ("sqlite", True, False)
+    assert store["queue_depth"] == 0 and store["leases_held"] == 0
     assert (await client.get("/ready")).json()["ready"] is True
 
 

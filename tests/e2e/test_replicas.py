@@ -84,6 +84,7 @@ def test_two_replicas_one_postgres(tmp_path: Path, postgres_url: str) -> None:
         health = apis[owner].get("/health").json()["store"]
         assert health["engine"] == "postgresql" and health["reachable"] is True
         assert health["leases_held"] == 1 and health["queue_depth"] == 0
+        assert health["push"] is True  # progress streams are woken by NOTIFY
         assert apis[other].get("/health").json()["store"]["leases_held"] == 0
         metrics = apis[other].get("/metrics").text
         assert 'gpt_store_up{engine="postgresql"} 1.0' in metrics

@@ -64,6 +64,8 @@ def store_state(state: Any) -> dict[str, Any] | None:
     view: dict[str, Any] = {"engine": store.dialect, "reachable": store.ping()}
     view["replica"] = leases.owner
     view["lease_seconds"] = leases.lease_seconds
+    feed = getattr(state, "feed", None)
+    view["push"] = bool(feed and feed.is_listening)  # LISTEN/NOTIFY up (PostgreSQL)
     if view["reachable"]:
         try:
             view["queue_depth"] = store.queue_depth()
