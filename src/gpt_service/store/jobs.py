@@ -15,14 +15,13 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, create_engine, event, func, select, text, update
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import Connection, func, select, text, update
 
 from gpt_service.store import migrate as migrations
+from gpt_service.store.engine import make_engine
 from gpt_service.store.records import (
     ACTIVE,
     G,
@@ -49,29 +48,6 @@ def _partial(value: BaseModel | dict[str, Any]) -> dict[str, Any]:
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json", exclude_unset=True)
     return value
-
-
-def make_engine(url: str) -> Engine:
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True, pool_size=4, max_overflow=8)
-    if parsed.database:
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
-
-    # pysqlite's own transaction handling defers BEGIN; take the write lock up front instead,
-    # so a read-then-write (claim, merge of progress) cannot interleave with another process.
-    @event.listens_for(engine, "connect")
-    def _connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        dbapi_connection.execute("PRAGMA journal_mode=WAL")
-        dbapi_connection.execute("PRAGMA busy_timeout=30000")
-
-    @event.listens_for(engine, "begin")
-    def _begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
 
 
 class JobStore:
