@@ -7,6 +7,9 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # as the CLI sets it for the server
+# No background compilation in the tests' engines and servers (tests that need the compiled
+# decode step turn it on for their own tiny models).
+os.environ.setdefault("GPT_SERVICE_ENGINE__COMPILE", "false")
 
 from collections.abc import AsyncIterator, Iterator  # noqa: E402
 from contextlib import asynccontextmanager  # noqa: E402

@@ -25,6 +25,9 @@ class EngineSettings(BaseModel):
     # Torch intra-op threads of the serving process; 0: torch's default (one per core). With
     # the short OpenMP spin set by the CLI, 2 threads beat 1 on 2 cores (see cli.main).
     num_threads: int = Field(0, ge=0)
+    # Decode steps compiled with torch.compile (CPU): graphs build in the background while the
+    # engine serves eagerly, cached under <data_dir>/cache/inductor for the next start.
+    compile: bool = Field(True, description="compiled decode steps on CPU")
 
 
 class LimitSettings(BaseModel):

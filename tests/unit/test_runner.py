@@ -146,3 +146,65 @@ def test_decode_rejects_a_batch_that_is_not_the_cache(tiny_dir: Path):
 def test_sliding_windows_without_sdpa_are_refused_clearly():
     with pytest.raises(InvalidRequest, match="sliding-window"):
         ModelRunner(_sliding("mistral", attn="eager"), torch.device("cpu"), pad_id=0)
+
+
+# A short schedule for the compiled path: 1 then 2 slots in one 256-column bucket (2 graphs).
+COMPILED_SCHEDULE: dict[int, list[tuple[str, int, int]]] = {
+    0: [("a", 5, 20), ("c", 3, 8)],
+    9: [("e", 4, 30)],
+}
+
+
+def _compiled_run(model, schedule, prompts, **options):
+    """``_run`` with every decode step compiled (graphs built on the spot, not in background)."""
+    original = ModelRunner.__init__
+
+    def init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        self.enable_compile(lambda slots: 1, background=False, **options)
+
+    ModelRunner.__init__ = init  # type: ignore[method-assign]
+    try:
+        return _run(model, schedule, prompts)
+    finally:
+        ModelRunner.__init__ = original  # type: ignore[method-assign]
+
+
+@pytest.mark.parametrize("arch", ["tiny-llama", "qwen2-sliding"])
+def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arch: str):
+    model = _model(tiny_dir, arch)
+    prompts = _prompts(model.config.vocab_size)
+    compiled, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
+    assert runner.compiled is not None and runner.compiled.failed is None
+    assert runner.compiled._ready == {(2, 256)}  # every step ran compiled (2 slots)
+    eager, _, _ = _run(model, COMPILED_SCHEDULE, prompts)
+    assert compiled == eager
+    for joins in COMPILED_SCHEDULE.values():
+        for name, _, n in joins:
+            alone, _, _ = _compiled_run(model, {0: [(name, 0, n)]}, prompts)
+            assert alone[name] == compiled[name], name
+            with torch.inference_mode():
+                reference = model.generate(
+                    torch.tensor([prompts[name]]),
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
+            assert alone[name] == reference[0, len(prompts[name]) :].tolist(), name
+
+
+def test_a_failing_compile_falls_back_to_eager(tiny_dir: Path, caplog: pytest.LogCaptureFixture):
+    def broken_backend(gm, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    model = _model(tiny_dir, "tiny-llama")
+    prompts = _prompts(model.config.vocab_size)
+    with caplog.at_level("WARNING", logger="gpt_service.engine.compiled"):
+        out, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts, backend=broken_backend)
+    assert runner.compiled is not None and "no compiler here" in (runner.compiled.failed or "")
+    assert not runner.compiled._ready
+    assert [r.message for r in caplog.records].count(
+        f"compiled decode disabled, serving eagerly ({runner.compiled.failed})"
+    ) == 1
+    assert out == _run(model, COMPILED_SCHEDULE, prompts)[0]

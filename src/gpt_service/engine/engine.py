@@ -38,11 +38,12 @@ from gpt_service.errors import EngineOverloaded, GenerationFailed, InvalidReques
 
 logger = logging.getLogger(__name__)
 
-# Forwards at least this big, and every forward while the batch is that big, use every intra-op
-# thread (measured on 2 cores, demo model: a 2nd thread made decode 18% faster at 8 rows and
-# nothing at 4; prefill 25% faster at ~60 tokens).
-PARALLEL_DECODE_ROWS = 8
-PARALLEL_PREFILL_TOKENS = 64
+# Forwards of at least this much work (2 x parameters x tokens, in FLOPs) use every intra-op
+# thread, smaller ones one (which leaves the other core to the event loop). Measured on 2 cores:
+# demo model (4.9M parameters), a 2nd thread made decode 18% faster at 8 rows (78 MFLOP) and
+# nothing at 4 (39 MFLOP), prefill 25% faster at ~60 tokens; one row of a 76M model (150 MFLOP,
+# weight-bound) runs faster on both cores.
+PARALLEL_FLOPS = 60e6
 
 
 @dataclass
@@ -130,6 +131,7 @@ class Engine:
         max_prefill_tokens: int = 2048,
         max_threads: int = 0,
         on_step: Callable[[Engine], None] | None = None,
+        compile_decode: bool = False,
     ) -> None:
         self.name = name
         self.tokenizer = tokenizer
@@ -137,7 +139,11 @@ class Engine:
         self.max_context = max_context
         self.max_waiting = max_waiting
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-        self.runner = ModelRunner(model, device, pad_id)
+        # torch's thread count is per thread once set, and a new thread starts from the last
+        # value any thread set: the loop sets its own at start (see ``_loop``).
+        self.max_threads = max_threads or os.cpu_count() or 1
+        self._flops_per_token = 2 * sum(p.numel() for p in model.parameters())
+        self.runner = ModelRunner(model, device, pad_id, compile_decode, self._threads_for)
         vocab = getattr(model.config, "vocab_size", None) or len(tokenizer)
         self.grammars = GrammarCompiler(tokenizer, vocab)  # structured output (llguidance)
         self.scheduler = Scheduler(max_running, max_prefill_tokens)
@@ -149,9 +155,6 @@ class Engine:
         self._stopping = False
         self._pending = 0  # submitted but not yet admitted to the scheduler (guarded by _lock)
         self._lock = threading.Lock()
-        # torch's thread count is per thread once set, and a new thread starts from the last
-        # value any thread set: the loop sets its own at start (see ``_loop``).
-        self.max_threads = max_threads or os.cpu_count() or 1
         self._threads = 0
         self._texts: dict[int, _Text] = {}
         self._outbox: list[tuple[Sequence, StreamDelta]] = []
@@ -256,13 +259,15 @@ class Engine:
         self._wake.set()
 
     def stop(self, timeout: float = 10.0) -> None:
+        if self.runner.compiled is not None:
+            self.runner.compiled.stop()
         self._stopping = True
         self._wake.set()
         self._thread.join(timeout)
 
     # ---- engine loop (its own thread) -------------------------------------------------
     def _loop(self) -> None:
-        self._use_threads(True)
+        self._use_threads(10**9)
         while not self._stopping:
             self._run_calls()
             self._admit_inbox()
@@ -318,24 +323,26 @@ class Engine:
         if plan.prefill:
             for seq in plan.prefill:
                 self._start(seq)
-            self._use_threads(
-                sum(s.num_tokens for s in plan.prefill) >= PARALLEL_PREFILL_TOKENS
-                or len(self.scheduler.running) >= PARALLEL_DECODE_ROWS
-            )
+            tokens = sum(s.num_tokens for s in plan.prefill)
+            self._use_threads(max(tokens, self.runner.num_slots))
             self._postprocess(plan.prefill, self.runner.prefill(plan.prefill))
             self._flush()  # first tokens go out now, not after the decode pass
         if self.scheduler.running:
             decode = list(self.scheduler.running)
-            self._use_threads(len(decode) >= PARALLEL_DECODE_ROWS)
+            self._use_threads(self.runner.num_slots)  # free slots are computed too
             self._postprocess(decode, self.runner.decode(decode))
         self.stats.num_steps += 1
         if self.on_step:
             self.on_step(self)
 
-    def _use_threads(self, parallel: bool) -> None:
+    def _threads_for(self, tokens: int) -> int:
         """All intra-op threads for big forwards, one for small ones (which gain nothing from
         a second thread and would take the core the event loop needs)."""
-        threads = self.max_threads if parallel else 1
+        big = self._flops_per_token * tokens >= PARALLEL_FLOPS
+        return self.max_threads if big else 1
+
+    def _use_threads(self, tokens: int) -> None:
+        threads = self._threads_for(tokens)
         if threads != self._threads:
             torch.set_num_threads(threads)
             self._threads = threads

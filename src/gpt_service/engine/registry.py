@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -158,6 +159,10 @@ class ModelRegistry:
 
     def _load_blocking(self, name: str, source: str, adapter_dir: Path | None) -> LoadedModel:
         s = self.settings
+        if s.engine.compile:  # compiled graphs survive a restart
+            os.environ.setdefault(
+                "TORCHINDUCTOR_CACHE_DIR", str((s.data_dir / "cache" / "inductor").resolve())
+            )
         options = loader.LoadOptions(s.device, s.dtype, s.trust_remote_code, s.allow_pickle_weights)
         model, tokenizer, device = loader.load_model(source, options)
         adapters: dict[str, str] = {}
@@ -178,6 +183,7 @@ class ModelRegistry:
             max_waiting=s.engine.max_waiting,
             max_prefill_tokens=s.engine.max_prefill_tokens,
             max_threads=self.num_threads,
+            compile_decode=s.engine.compile,
         )
         info = ModelInfo(
             name=name,

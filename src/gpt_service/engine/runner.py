@@ -15,6 +15,8 @@ of columns or slots, or when most slots are free.
 from __future__ import annotations
 
 import inspect
+import logging
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
 from typing import Any
 
@@ -22,8 +24,11 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from gpt_service.engine.compiled import MIN_COLUMNS, CompiledDecode, bucket
 from gpt_service.engine.sequence import Sequence
 from gpt_service.errors import InvalidRequest
+
+logger = logging.getLogger(__name__)
 
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in mixed-adapter batches
 CHUNK = 64  # spare columns allocated at a time
@@ -69,7 +74,14 @@ class SlotLayer(CacheLayerMixin):
 
 
 class ModelRunner:
-    def __init__(self, model: Any, device: torch.device, pad_id: int) -> None:
+    def __init__(
+        self,
+        model: Any,
+        device: torch.device,
+        pad_id: int,
+        compile_decode: bool = False,
+        threads_for: Callable[[int], int] = lambda slots: torch.get_num_threads(),
+    ) -> None:
         self.model = model
         self.device = device
         self.pad_id = pad_id
@@ -86,6 +98,20 @@ class ModelRunner:
         self._kwargs: dict[str, Any] = {"use_cache": True}
         self._cache_arg = "past_key_values"
         self._inspect_forward(model)
+        self.compiled: CompiledDecode | None = None
+        if compile_decode:
+            self.enable_compile(threads_for)
+
+    def enable_compile(self, threads_for: Callable[[int], int], **options: Any) -> None:
+        """Compiled decode steps (see ``compiled.py``) where the model allows: CPU, SDPA masks,
+        no LoRA. Call before the first prefill; ``options`` go to ``CompiledDecode``."""
+        if self.device.type != "cpu" or not self._sdpa or self.is_peft:
+            logger.info("compiled decode not used for this model (needs CPU, SDPA, no LoRA)")
+            return
+        kwargs = dict(self._kwargs)
+        self.compiled = CompiledDecode(
+            self.model, kwargs, self._window, self._typed_masks, threads_for, **options
+        )
 
     def _inspect_forward(self, model: Any) -> None:
         base = model.get_base_model() if self.is_peft else model
@@ -118,11 +144,21 @@ class ModelRunner:
         self.model = model
         self.is_peft = hasattr(model, "peft_config")
         self._inspect_forward(model)
+        if self.is_peft and self.compiled is not None:
+            # PEFT wraps the base model's layers in place: the graphs no longer apply.
+            logger.info("LoRA adapters attached: decode runs eagerly from now on")
+            self.compiled.stop()
+            self.compiled = None
 
     @property
     def num_rows(self) -> int:
         """Slots holding a sequence."""
         return len(self.slot_of)
+
+    @property
+    def num_slots(self) -> int:
+        """Rows a decode step computes (free slots included)."""
+        return len(self.slots)
 
     @property
     def capacity(self) -> int:
@@ -168,19 +204,36 @@ class ModelRunner:
             self._last[self.slot_of[seq.seq_id]] = seq.last_token
         ids = torch.tensor(self._last, device=self.device).unsqueeze(1)  # (S, 1)
         self.mask[:, self.end] = True  # free slots attend to their own token only
-        logits = self._forward(
-            self._adapters,
-            self.cache,
-            input_ids=ids,
-            attention_mask=self._decode_mask(),
-            position_ids=self.lens.unsqueeze(1),
-        )
+        if self._can_run_compiled():
+            layers = self.cache.layers
+            logits = self.compiled.run(  # type: ignore[union-attr]
+                ids,
+                self.lens.unsqueeze(1),
+                self.mask,
+                torch.tensor([self.end], device=self.device),
+                [layer.keys for layer in layers],
+                [layer.values for layer in layers],
+            )
+        else:
+            logits = self._forward(
+                self._adapters,
+                self.cache,
+                input_ids=ids,
+                attention_mask=self._decode_mask(),
+                position_ids=self.lens.unsqueeze(1),
+            )
         self._advance_columns(1)
         self.lens += 1
         order = [self.slot_of[s.seq_id] for s in seqs]
         if order == list(range(len(self.slots))):
             return logits
         return logits[torch.tensor(order, device=logits.device)]
+
+    def _can_run_compiled(self) -> bool:
+        if self.compiled is None or self.cache is None:
+            return False
+        layout = [(la.keys.shape[1], la.keys.shape[3], la.keys.dtype) for la in self.cache.layers]
+        return self.compiled.ready((len(self.slots), self.capacity), layout)
 
     def _decode_mask(self) -> torch.Tensor | dict[str, torch.Tensor]:
         assert self.mask is not None
@@ -282,6 +335,8 @@ class ModelRunner:
         end = max(width, min_end)
         capacity = end + max(CHUNK, width // 2)
         num_slots = len(keep) + max(extra_slots, 0)
+        if self.compiled is not None:  # shapes in buckets: a few graphs cover every step
+            capacity, num_slots = bucket(capacity, MIN_COLUMNS), bucket(num_slots)
         index = torch.tensor(keep, device=self.device)
         layers: list[SlotLayer] = []
         for i, like in enumerate(layers_like):
