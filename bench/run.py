@@ -2,7 +2,12 @@
 
 For each model: (1) sequential ``model.generate``, (2) a static padded batch, (3) transformers'
 ``generate_batch``, (4) the service over HTTP with 1/4/16/64 streaming clients arriving over
-time. Writes ``bench/results/<model>.md`` and ``.png`` and prints ratios to baseline 1.
+time, and the llama.cpp peers on the same weights (GGUF f32, see ``bench/peers``): (5)
+llama.cpp one stream, (6) llama-server with the same clients. Writes
+``bench/results/<model>.md`` and ``.png`` and prints the ratios and the targets.
+
+The service's compiled decode graphs are built (or loaded from the inductor cache under the
+work directory) during a warm-up before anything is measured.
 
 The baselines are plain transformers with torch's default threads and OpenMP policy (what
 ``model.generate`` gets); the server runs with the CLI's settings (see ``gpt_service.cli.main``).
@@ -14,17 +19,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from bench import baselines
-from bench.load import RssSampler, run_clients, soak
+from bench import baselines, peers
+from bench.load import LLAMA_SERVER, RssSampler, run_clients, soak
 from bench.prompts import build_random_100m, make_prompts
 from bench.report import write_report
 from bench.stats import Result
@@ -38,11 +45,46 @@ RESULTS = Path(__file__).parent / "results"
 def _service_row(
     server_url: str, pid: int, prompts: list[str], clients: int, args: argparse.Namespace
 ) -> Result:
-    per_client = max(8, args.requests // clients)
+    per_client = max(args.min_per_client, args.requests // clients)
     with RssSampler(pid) as rss:
         result = asyncio.run(run_clients(server_url, prompts, clients, per_client, args.new_tokens))
     result.peak_rss_mb = rss.peak / 2**20
-    logger.info("%d clients -> %.1f tok/s", clients, result.throughput)
+    if server_url.startswith(LLAMA_SERVER):
+        result.name = f"6. llama-server, {clients} clients"
+    logger.info("%s -> %.1f tok/s", result.name, result.throughput)
+    return result
+
+
+def _warm_compiled(server: Any, prompts: list[str], clients: list[int]) -> None:
+    """Warm-up waves until no decode graph is being compiled and a wave starts no new one."""
+    for _ in range(20):
+        before = server.log().count("compiling the decode graph")
+        for c in sorted({1, *clients}):
+            asyncio.run(run_clients(server.url, prompts, c, 1, 8))
+        for _ in range(600):  # each graph takes ~20-60 s on 2 busy cores
+            log = server.log()
+            started = log.count("compiling the decode graph")
+            if started == log.count(" ready in ") or "serving eagerly" in log:
+                break
+            time.sleep(1)
+        if started == before:
+            logger.info("compiled decode graphs ready: %d", started)
+            return
+
+
+def _peer_gguf(args: argparse.Namespace, model_dir: Path) -> Path | None:
+    if args.no_peers:
+        return None
+    if not peers.is_built() and not args.build_peers:
+        logger.warning("llama.cpp peers not built (bench/peers/build.sh or --build-peers): skipped")
+        return None
+    peers.build()
+    return peers.to_gguf(model_dir, "f32")
+
+
+def _one_stream(gguf: Path, prompts: list[str], new_tokens: int) -> Result:
+    result = peers.one_stream_result(gguf, prompts, new_tokens)
+    logger.info("%s -> %.1f tok/s", result.name, result.throughput)
     return result
 
 
@@ -70,30 +112,44 @@ def run_model(
     data_dir = Path(args.work_dir) / f"data-{name}"
     extra = [] if model_dir == DEMO_MODEL_DIR else ["--model", name, "--model-path", str(model_dir)]
     env = {"GPT_SERVICE_MODEL_DIRS": json.dumps([str(model_dir.parent)])}
+    env["GPT_SERVICE_ENGINE__COMPILE"] = "false" if args.no_compile else "true"
+    gguf = _peer_gguf(args, model_dir)
     rounds: list[dict[str, Result]] = []
-    others: dict[int, Result] = {}
-    with start_server(data_dir, *extra, env=env) as server:
+    others: dict[int | str, Result] = {}
+    with start_server(data_dir, *extra, env=env) as server, contextlib.ExitStack() as stack:
         pid = server.process.pid
-        # Warm-up, so one-time costs are not charged to the first rows.
-        asyncio.run(run_clients(server.url, prompts, 2, 1, 8))
+        # Warm-up, so one-time costs (graph compilation included) are not charged to any row.
+        _warm_compiled(server, prompts, args.clients)
         _baseline(baselines.sequential, model, tokenizer, prompts[:2], 8)
+        peer_url = ""
+        if gguf is not None:
+            url = stack.enter_context(peers.llama_server(gguf, parallel=16))
+            peer_url = LLAMA_SERVER + url
+            asyncio.run(run_clients(peer_url, prompts, 2, 1, 8))
         for i in range(args.rounds):
             logger.info("%s: round %d of %d", name, i + 1, args.rounds)
-            rounds.append(
-                {
-                    "seq": _baseline(
-                        baselines.sequential, model, tokenizer, prompts, args.new_tokens
-                    ),
-                    "static": _baseline(
-                        baselines.static_batch, model, tokenizer, prompts, args.new_tokens
-                    ),
-                    "1": _service_row(server.url, pid, prompts, 1, args),
-                    "16": _service_row(server.url, pid, prompts, 16, args),
-                }
-            )
+            row = {
+                "seq": _baseline(baselines.sequential, model, tokenizer, prompts, args.new_tokens),
+                "static": _baseline(
+                    baselines.static_batch, model, tokenizer, prompts, args.new_tokens
+                ),
+                "1": _service_row(server.url, pid, prompts, 1, args),
+                "16": _service_row(server.url, pid, prompts, 16, args),
+            }
+            if gguf is not None:
+                row["cpp1"] = _one_stream(gguf, prompts, args.new_tokens)
+                row["srv1"] = _service_row(peer_url, pid, prompts, 1, args)
+                row["srv16"] = _service_row(peer_url, pid, prompts, 16, args)
+            rounds.append(row)
+        stack.close()  # the 16-slot llama-server
         for clients in args.clients:
             if clients not in (1, 16):
                 others[clients] = _service_row(server.url, pid, prompts, clients, args)
+                if gguf is not None:
+                    with peers.llama_server(gguf, parallel=clients) as url:
+                        others[f"srv{clients}"] = _service_row(
+                            LLAMA_SERVER + url, pid, prompts, clients, args
+                        )
         soaked = None
         if args.soak_seconds:
             with RssSampler(pid, interval=1.0) as rss:
@@ -113,7 +169,9 @@ def run_model(
     ]
     service = {1: median["1"], 16: median["16"], **others}
     results = [median["seq"], median["static"], hf_batch]
-    results += [service[c] for c in sorted(service)]
+    results += [service[c] for c in sorted(c for c in service if isinstance(c, int))]
+    results += [median[k] for k in ("cpp1", "srv1", "srv16") if k in median]
+    results += [others[k] for k in others if isinstance(k, str)]
     if soaked is not None:
         results.append(soaked)
     return results, rounds
@@ -134,9 +192,20 @@ def main() -> None:
         "--rounds", type=int, default=3, help="interleaved rounds of the target rows"
     )
     parser.add_argument("--soak-seconds", type=float, default=0)
+    parser.add_argument(
+        "--quick", action="store_true", help="iterate: 1 round, 1 and 16 clients, 2 requests each"
+    )
+    parser.add_argument("--no-compile", action="store_true", help="the service decodes eagerly")
+    parser.add_argument("--no-peers", action="store_true", help="skip llama.cpp / llama-server")
+    parser.add_argument(
+        "--build-peers", action="store_true", help="build the peers if needed (~15 min, once)"
+    )
     parser.add_argument("--work-dir", default="/tmp/gpt-service-bench")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where the .md/.png go")
     args = parser.parse_args()
+    args.min_per_client = 8
+    if args.quick:
+        args.rounds, args.clients, args.min_per_client, args.requests = 1, [1, 16], 2, 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.manual_seed(0)

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import httpx
 
+from bench.stats import Result
+
 logger = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SDIST = "llama_cpp_python-0.3.36"
@@ -130,3 +132,13 @@ def llama_server(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+def one_stream_result(gguf: Path, prompts: list[str], new_tokens: int) -> Result:
+    """llama.cpp one stream as a benchmark row (each prompt in turn, like 1 client)."""
+    result = Result("5. llama.cpp one stream", clients=1)
+    for r in one_stream(gguf, prompts, new_tokens)["requests"]:
+        itl = (r["latency"] - r["ttft"]) / max(r["tokens"] - 1, 1)
+        result.add_request(r["tokens"], r["ttft"], [itl] * (r["tokens"] - 1), r["latency"])
+    result.wall = sum(result.latencies)
+    return result
