@@ -148,7 +148,7 @@ def test_sliding_windows_without_sdpa_are_refused_clearly():
         ModelRunner(_sliding("mistral", attn="eager"), torch.device("cpu"), pad_id=0)
 
 
-# A short schedule for the compiled path: 1 then 2 slots in one 256-column bucket (2 graphs).
+# A short schedule for the compiled path: 2 rows (4 slots) in one 256-column bucket.
 COMPILED_SCHEDULE: dict[int, list[tuple[str, int, int]]] = {
     0: [("a", 5, 20), ("c", 3, 8)],
     9: [("e", 4, 30)],
@@ -176,7 +176,7 @@ def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arc
     prompts = _prompts(model.config.vocab_size)
     compiled, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
     assert runner.compiled is not None and runner.compiled.failed is None
-    assert runner.compiled._ready == {(2, 256)}  # every step ran compiled (2 slots)
+    assert runner.compiled._ready == {(1, 256), (4, 256)}  # 1 row, then 2 rows in 4 slots
     eager, _, _ = _run(model, COMPILED_SCHEDULE, prompts)
     assert compiled == eager
     for joins in COMPILED_SCHEDULE.values():

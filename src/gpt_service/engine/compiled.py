@@ -1,8 +1,9 @@
 """The decode step compiled with ``torch.compile`` (inductor's C++/OpenMP code) over fixed shapes.
 
 A decode step is one forward pass over ``(slots, 1)`` tokens against the slotted KV cache. When
-compilation is on, the runner sizes its buffers in buckets (slots: powers of two; columns:
-powers of two from ``MIN_COLUMNS``), so a handful of graphs cover every step, the CPU analogue
+compilation is on, the runner sizes its buffers in buckets (slots: powers of four up to the
+running cap; columns: powers of two from ``MIN_COLUMNS``), so a handful of graphs cover every
+step, the CPU analogue
 of capturing a CUDA graph per batch size. In a compiled step every layer writes the new
 key/value at the write column (a tensor, so the column moving does not recompile) and attends
 over the whole buffer, the boolean mask hiding unused columns.
@@ -31,12 +32,18 @@ Layout = list[tuple[int, int, torch.dtype]]  # per layer: kv heads, head dim, dt
 MIN_COLUMNS = 256  # smallest column bucket: short chats all fit one graph
 
 
-def bucket(n: int, minimum: int = 1) -> int:
-    """The power of two (at least ``minimum``) that holds ``n``."""
+def bucket(n: int, minimum: int = 1, factor: int = 2) -> int:
+    """The power of ``factor`` (at least ``minimum``) that holds ``n``."""
     size = minimum
     while size < n:
-        size *= 2
+        size *= factor
     return size
+
+
+def slot_bucket(n: int, max_slots: int) -> int:
+    """Slots for ``n`` rows: 1, 4, 16 ... capped at ``max_slots`` (the running cap). Few graphs
+    (each takes ~20-60 s to build on 2 cores); a padded row costs little in a weight-bound step."""
+    return max(n, min(bucket(n, factor=4), max_slots))
 
 
 class StaticSlotLayer(CacheLayerMixin):

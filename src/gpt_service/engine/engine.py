@@ -143,7 +143,9 @@ class Engine:
         # value any thread set: the loop sets its own at start (see ``_loop``).
         self.max_threads = max_threads or os.cpu_count() or 1
         self._flops_per_token = 2 * sum(p.numel() for p in model.parameters())
-        self.runner = ModelRunner(model, device, pad_id, compile_decode, self._threads_for)
+        self.runner = ModelRunner(
+            model, device, pad_id, compile_decode, self._threads_for, max_slots=max_running
+        )
         vocab = getattr(model.config, "vocab_size", None) or len(tokenizer)
         self.grammars = GrammarCompiler(tokenizer, vocab)  # structured output (llguidance)
         self.scheduler = Scheduler(max_running, max_prefill_tokens)

@@ -24,7 +24,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from gpt_service.engine.compiled import MIN_COLUMNS, CompiledDecode, bucket
+from gpt_service.engine.compiled import MIN_COLUMNS, CompiledDecode, bucket, slot_bucket
 from gpt_service.engine.sequence import Sequence
 from gpt_service.errors import InvalidRequest
 
@@ -81,6 +81,7 @@ class ModelRunner:
         pad_id: int,
         compile_decode: bool = False,
         threads_for: Callable[[int], int] = lambda slots: torch.get_num_threads(),
+        max_slots: int = 32,
     ) -> None:
         self.model = model
         self.device = device
@@ -99,12 +100,16 @@ class ModelRunner:
         self._cache_arg = "past_key_values"
         self._inspect_forward(model)
         self.compiled: CompiledDecode | None = None
+        self.max_slots = max_slots
         if compile_decode:
-            self.enable_compile(threads_for)
+            self.enable_compile(threads_for, max_slots)
 
-    def enable_compile(self, threads_for: Callable[[int], int], **options: Any) -> None:
+    def enable_compile(
+        self, threads_for: Callable[[int], int], max_slots: int = 32, **options: Any
+    ) -> None:
         """Compiled decode steps (see ``compiled.py``) where the model allows: CPU, SDPA masks,
         no LoRA. Call before the first prefill; ``options`` go to ``CompiledDecode``."""
+        self.max_slots = max_slots  # rows are never more than the engine's running cap
         if self.device.type != "cpu" or not self._sdpa or self.is_peft:
             logger.info("compiled decode not used for this model (needs CPU, SDPA, no LoRA)")
             return
@@ -268,7 +273,8 @@ class ModelRunner:
         self.mask[index] = False
         self.lens[index] = 0
         used = self._used_slots()
-        if len(used) * 2 < len(self.slots):  # mostly holes: stop computing them
+        fewer = len(used) if self.compiled is None else slot_bucket(len(used), self.max_slots)
+        if len(used) * 2 < len(self.slots) and fewer < len(self.slots):  # mostly holes
             self._relayout(used, extra_slots=0, min_end=0)
         else:
             self._set_window(int(self.mask[used].any(dim=0).nonzero()[0]), self.end)
@@ -336,7 +342,8 @@ class ModelRunner:
         capacity = end + max(CHUNK, width // 2)
         num_slots = len(keep) + max(extra_slots, 0)
         if self.compiled is not None:  # shapes in buckets: a few graphs cover every step
-            capacity, num_slots = bucket(capacity, MIN_COLUMNS), bucket(num_slots)
+            capacity = bucket(capacity, MIN_COLUMNS)
+            num_slots = slot_bucket(num_slots, self.max_slots)
         index = torch.tensor(keep, device=self.device)
         layers: list[SlotLayer] = []
         for i, like in enumerate(layers_like):
