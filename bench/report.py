@@ -15,6 +15,7 @@ def write_report(
     results: list[Result],
     args: argparse.Namespace,
     rounds: list[dict[str, Result]] | None = None,
+    notes: list[str] | None = None,
 ) -> None:
     base = results[0]
     rows = [r.row(base) for r in results]
@@ -33,7 +34,7 @@ def write_report(
             f"clients) ran in {len(rounds)} interleaved rounds (the table shows the median round); "
             "targets are the median of the per-round ratios:",
         ]
-    lines += ["", *check_targets(results, rounds, name)]
+    lines += ["", *check_targets(results, rounds, name), *(notes or [])]
     (folder / f"{name}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     _plot(folder / f"{name}.png", name, results)
