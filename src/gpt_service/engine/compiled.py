@@ -21,6 +21,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -30,6 +31,16 @@ logger = logging.getLogger(__name__)
 
 Layout = list[tuple[int, int, torch.dtype]]  # per layer: kv heads, head dim, dtype
 MIN_COLUMNS = 256  # smallest column bucket: short chats all fit one graph
+
+
+def use_cache_dir(path: Path) -> None:
+    """Keep inductor's compiled graphs under ``path`` (the data directory) so a restart reuses
+    them, unless ``TORCHINDUCTOR_CACHE_DIR`` names another place than torch's default."""
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    current = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if current is None or os.path.abspath(current) == os.path.abspath(default_cache_dir()):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path.resolve())
 
 
 def bucket(n: int, minimum: int = 1, factor: int = 2) -> int:

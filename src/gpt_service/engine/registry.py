@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -16,6 +15,7 @@ import psutil
 from gpt_service.config import DEMO_MODEL_DIR, DEMO_MODEL_NAME, Settings
 from gpt_service.engine import loader
 from gpt_service.engine.chat import encode_prompt, render_chat
+from gpt_service.engine.compiled import use_cache_dir
 from gpt_service.engine.engine import Engine
 from gpt_service.engine.types import ModelInfo
 from gpt_service.errors import (
@@ -160,9 +160,7 @@ class ModelRegistry:
     def _load_blocking(self, name: str, source: str, adapter_dir: Path | None) -> LoadedModel:
         s = self.settings
         if s.engine.compile:  # compiled graphs survive a restart
-            os.environ.setdefault(
-                "TORCHINDUCTOR_CACHE_DIR", str((s.data_dir / "cache" / "inductor").resolve())
-            )
+            use_cache_dir(s.data_dir / "cache" / "inductor")
         options = loader.LoadOptions(s.device, s.dtype, s.trust_remote_code, s.allow_pickle_weights)
         model, tokenizer, device = loader.load_model(source, options)
         adapters: dict[str, str] = {}
