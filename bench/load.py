@@ -107,9 +107,11 @@ async def _one_request(
     result.add_request(tokens, ttft, itls, time.perf_counter() - start)
 
 
-def _session(clients: int) -> aiohttp.ClientSession:
+def _session(clients: int, url: str = "") -> aiohttp.ClientSession:
+    # llama-server closes a connection after a streamed answer: no keep-alive there.
+    peer = url.startswith(LLAMA_SERVER)
     return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=clients + 4),
+        connector=aiohttp.TCPConnector(limit=clients + 4, force_close=peer),
         timeout=aiohttp.ClientTimeout(total=600),
     )
 
@@ -125,7 +127,7 @@ async def run_clients(
     """``clients`` concurrent streams; each starts after a random delay, then loops."""
     result = Result(f"4. service HTTP, {clients} clients", clients=clients)
     rng = random.Random(seed)
-    async with _session(clients) as session:
+    async with _session(clients, url) as session:
 
         async def worker(index: int) -> None:
             await asyncio.sleep(rng.uniform(0, 0.5))  # arrivals spread over time
