@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(
 
 PAGES = {
     "playground": "[data-testid=model-select] option",
-    "models": "[data-testid=models-table] tbody tr",
+    "models": "[data-testid=models-table] >> text=Make current",
     "training": "[data-testid=train-dataset] option",
     "evaluation": "[data-testid=eval-dataset] option",
     "ollama": "[data-testid=ollama-stats] .badge",
@@ -32,8 +32,18 @@ def browser() -> Iterator[Any]:
         yield running
 
 
+@pytest.fixture
+def second_model(server: RunningServer) -> Iterator[str]:
+    """A second loaded model: its row carries the widest actions (Make current)."""
+    body = {"model_name": "demo-wide-row", "model_path": "demo"}
+    r = httpx.post(f"{server.url}/models/load", json=body, timeout=120)
+    assert r.status_code == 200, r.text
+    yield body["model_name"]
+    httpx.post(f"{server.url}/models/unload", params={"model_name": body["model_name"]}, timeout=60)
+
+
 def test_every_page_fits_1280_pixels_without_horizontal_scrolling(
-    server: RunningServer, browser: Any
+    server: RunningServer, browser: Any, second_model: str
 ):
     with console_page(browser, server.url) as console:
         console.page.set_viewport_size({"width": WIDTH, "height": HEIGHT})

@@ -47,7 +47,7 @@ function renderModels({ models }) {
   replace(ui.list, table([
     // Paired facts share a column (two lines), so the table fits 1280 px with its buttons.
     { label: "Model", render: nameCell, class: "wrap model-cell" },
-    { label: "Architecture", render: (m) => m.architecture, class: "wrap" },
+    { label: "Architecture", render: (m) => m.architecture },
     { label: "Device / dtype", render: (m) => stacked(m.device, m.dtype) },
     { label: "Parameters", render: (m) => stacked(fmt.params(m.num_parameters),
       fmt.bytes(m.num_parameters * (BYTES[m.dtype] || 4))), class: "num" },
