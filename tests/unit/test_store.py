@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import inspect, text
 
 from gpt_service.evaluation.spec import EVAL
-from gpt_service.store.jobs import JobStore
+from gpt_service.store.jobs import JobStore, StoreUnavailable
 from gpt_service.store.leases import LeaseKeeper, owner_is_dead
 from gpt_service.store.notify import ChangeFeed
 from gpt_service.store.records import JobNotFound, JobStatus
@@ -199,3 +199,18 @@ def test_an_existing_sqlite_data_directory_keeps_its_jobs(tmp_path: Path) -> Non
     job = store.get("old", TRAIN)
     assert job.progress.current_step == 7 and job.params.output_path == "/out/a"
     assert store.expire_leases(TRAIN) == ["old"]  # running with no owner: nobody runs it
+
+
+def test_a_database_that_goes_away_is_a_clear_503(postgres_server: str) -> None:
+    from tests.postgres import create_database
+
+    url = create_database(postgres_server)
+    store = JobStore(url)
+    job = store.create(TRAIN, params())
+    name = url.rsplit("/", 1)[1]
+    admin = JobStore(postgres_server, migrate=False)
+    with admin.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as db:
+        db.execute(text(f"DROP DATABASE {name} WITH (FORCE)"))
+    with pytest.raises(StoreUnavailable, match="job store \\(postgresql\\) is unreachable"):
+        store.get(job.id, TRAIN)
+    assert store.ping() is False

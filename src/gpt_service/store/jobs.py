@@ -19,7 +19,9 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import Connection, func, select, text, update
+from sqlalchemy.exc import InterfaceError, OperationalError
 
+from gpt_service.errors import Unavailable
 from gpt_service.store import migrate as migrations
 from gpt_service.store.engine import make_engine
 from gpt_service.store.records import (
@@ -35,6 +37,14 @@ from gpt_service.store.records import (
 from gpt_service.store.schema import jobs
 
 NOTIFY_CHANNEL = "gpt_jobs"
+RETRY_AFTER_SECONDS = 5
+
+
+class StoreUnavailable(Unavailable):
+    """The database cannot be reached (503 with Retry-After); jobs keep their state in it."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=RETRY_AFTER_SECONDS)
 JSON_COLUMNS = ("params", "progress", "result")
 
 
@@ -68,8 +78,13 @@ class JobStore:
 
     @contextmanager
     def _tx(self) -> Iterator[Connection]:
-        with self.engine.begin() as connection:
-            yield connection
+        try:
+            with self.engine.begin() as connection:
+                yield connection
+        except (OperationalError, InterfaceError) as exc:  # the database is down or away
+            raise StoreUnavailable(
+                f"the job store ({self.dialect}) is unreachable: {exc.orig or exc}".strip()
+            ) from exc
 
     def _notify(self, connection: Connection, job_ids: Iterable[str]) -> None:
         if self.is_postgres:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpt_service.config import Settings
 from gpt_service.errors import Conflict
-from gpt_service.store.jobs import JobStore
+from gpt_service.store.jobs import JobStore, StoreUnavailable
 from gpt_service.store.leases import LeaseKeeper
 from gpt_service.store.records import ACTIVE, JobStatus, now_iso
 from gpt_service.training import launcher
@@ -160,6 +160,8 @@ class JobManager:
             try:
                 await self._reap()
                 await asyncio.to_thread(self._launch_queued)
+            except StoreUnavailable as exc:  # waits for the database; /health shows it
+                logger.warning("training scheduler: %s", exc.message)
             except Exception:  # the scheduler must outlive any one job's trouble
                 logger.exception("training scheduler step failed")
             self._wake.clear()
