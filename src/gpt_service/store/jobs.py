@@ -45,6 +45,8 @@ class StoreUnavailable(Unavailable):
 
     def __init__(self, message: str) -> None:
         super().__init__(message, retry_after=RETRY_AFTER_SECONDS)
+
+
 JSON_COLUMNS = ("params", "progress", "result")
 
 
@@ -94,6 +96,12 @@ class JobStore:
                     {"channel": NOTIFY_CHANNEL, "id": job_id},
                 )
 
+    def _clock(self, db: Connection) -> float:
+        """Lease time: the database's clock on PostgreSQL, so the replicas' clocks may drift."""
+        if self.is_postgres:
+            return float(db.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar())
+        return time.time()
+
     @staticmethod
     def _row(row: Any) -> dict[str, Any]:
         data = dict(row._mapping)
@@ -121,10 +129,11 @@ class JobStore:
             "created_at": now_iso(),
             "created_ns": time.time_ns(),
             "owner": owner,
-            "lease_expires_at": time.time() + lease_seconds if lease_seconds else None,
             "cancel_requested": False,
         }
         with self._tx() as db:
+            if lease_seconds:
+                values["lease_expires_at"] = self._clock(db) + lease_seconds
             db.execute(jobs.insert().values(**values))
             self._notify(db, [values["id"]])
         return self.get(values["id"], kind)
@@ -238,7 +247,7 @@ class JobStore:
                     .values(
                         status=JobStatus.RUNNING.value,
                         owner=owner,
-                        lease_expires_at=time.time() + lease_seconds,
+                        lease_expires_at=self._clock(db) + lease_seconds,
                         cancel_requested=False,
                         finished_at=None,
                         error=None,
@@ -260,7 +269,7 @@ class JobStore:
         )
         with self._tx() as db:
             db.execute(
-                update(jobs).where(*held).values(lease_expires_at=time.time() + lease_seconds)
+                update(jobs).where(*held).values(lease_expires_at=self._clock(db) + lease_seconds)
             )
             rows = db.execute(select(jobs.c.id, jobs.c.cancel_requested).where(*held)).all()
         return {job_id: bool(flag) for job_id, flag in rows}
@@ -270,12 +279,12 @@ class JobStore:
         active = [JobStatus.RUNNING.value]
         if kind.owned_when_queued:
             active.append(JobStatus.QUEUED.value)
-        gone = (jobs.c.lease_expires_at < time.time()) | jobs.c.owner.is_(None)
         dead = list(dead_owners)
-        if dead:
-            gone = gone | jobs.c.owner.in_(dead)
-        where = (jobs.c.kind == kind.name, jobs.c.status.in_(active), gone)
         with self._tx() as db:
+            gone = (jobs.c.lease_expires_at < self._clock(db)) | jobs.c.owner.is_(None)
+            if dead:
+                gone = gone | jobs.c.owner.in_(dead)
+            where = (jobs.c.kind == kind.name, jobs.c.status.in_(active), gone)
             ids = list(db.execute(select(jobs.c.id).where(*where).with_for_update()).scalars())
             if ids:
                 db.execute(
