@@ -39,8 +39,15 @@ def submit(api: httpx.Client, **fields: object) -> str:
 
 
 def workers_of(server: RunningServer) -> list[psutil.Process]:
-    children = psutil.Process(server.process.pid).children(recursive=True)
-    return [p for p in children if "gpt_service.training.worker" in " ".join(p.cmdline())]
+    """Live worker processes of a server (an exited one not yet reaped does not count)."""
+    found = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            if "gpt_service.training.worker" in " ".join(child.cmdline()):
+                found.append(child)
+        except (psutil.ZombieProcess, psutil.NoSuchProcess):
+            continue
+    return found
 
 
 def owner_and_other(servers: list[RunningServer], status: dict) -> tuple[int, int]:
