@@ -32,10 +32,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def spawn_server(data_dir: Path, *args: str, env: dict[str, str] | None = None) -> RunningServer:
-    """Start the process (not waiting for it to be ready)."""
+def spawn_server(
+    data_dir: Path, *args: str, env: dict[str, str] | None = None, port: int | None = None
+) -> RunningServer:
+    """Start the process (not waiting for it to be ready); ``port``: a given one (a restart)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
+    port = port or free_port()
     log_path = data_dir / f"server-{port}.log"
     full_env = {**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}
     cmd = [sys.executable, "-m", "gpt_service.cli", "serve", "--port", str(port)]
@@ -55,9 +57,13 @@ def stop_server(server: RunningServer) -> None:
 
 @contextmanager
 def start_server(
-    data_dir: Path, *args: str, env: dict[str, str] | None = None, timeout: float = 120
+    data_dir: Path,
+    *args: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+    port: int | None = None,
 ) -> Iterator[RunningServer]:
-    server = spawn_server(data_dir, *args, env=env)
+    server = spawn_server(data_dir, *args, env=env, port=port)
     try:
         _wait_ready(server, timeout)
         yield server

@@ -12,7 +12,15 @@ from fastapi import FastAPI
 
 from gpt_service import __version__
 from gpt_service.api import evaluation as evaluation_api
-from gpt_service.api import generation, models, ollama_api, ollama_proxy, openai, system
+from gpt_service.api import (
+    generation,
+    lora_admin,
+    models,
+    ollama_api,
+    ollama_proxy,
+    openai,
+    system,
+)
 from gpt_service.api import metrics as metrics_api
 from gpt_service.api import training as training_api
 from gpt_service.api.datasets import router as datasets_router
@@ -45,13 +53,14 @@ async def _load_default_model(app: FastAPI, settings: Settings) -> None:
             await registry.load(settings.default_model, settings.default_model_path)
     except Exception:
         logger.exception("could not load the default model '%s'", settings.default_model)
+    try:
+        await registry.load_configured_remotes()
     finally:
         app.state.is_ready = True
 
 
 async def _build_services(state: Any, settings: Settings) -> None:
     """Every service, built once, into ``app.state`` (imports here keep torch out of import time)."""
-    from gpt_service.engine.embeddings import embed as embed_texts
     from gpt_service.engine.registry import ModelRegistry
     from gpt_service.evaluation.runner import EvaluationManager
     from gpt_service.evaluation.spec import EVAL
@@ -87,7 +96,7 @@ async def _build_services(state: Any, settings: Settings) -> None:
         ollama=OllamaBackend(state.ollama),
         observer=state.metrics,
     )
-    state.embeddings = EmbeddingService(registry, embed_texts, settings.limits.max_batch_prompts)
+    state.embeddings = EmbeddingService(registry, settings.limits.max_batch_prompts)
     state.jobs = JobManager(settings, store, registry, state.leases)
     await state.jobs.start()
     state.evaluator = EvaluationManager(settings, store, registry, state.generation, state.leases)
@@ -147,7 +156,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(evaluation_api.router)
     app.include_router(training_api.router)
 
-    for router in (system.router, models.router, generation.router, openai.router):
+    for router in (
+        system.router,
+        models.router,
+        generation.router,
+        openai.router,
+        lora_admin.router,
+    ):
         app.include_router(router)
     app.include_router(ollama_proxy.router)
     app.include_router(ollama_api.router)

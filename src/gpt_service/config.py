@@ -48,6 +48,35 @@ class TrainingSettings(BaseModel):
     rendezvous_host: str = "127.0.0.1"
 
 
+class RemoteModelSettings(BaseModel):
+    """A model served by a remote OpenAI-compatible engine, registered at start-up."""
+
+    name: str = Field(..., min_length=1)
+    base_url: str | list[str] = Field(..., description="one URL (ending in /v1) or replicas")
+    remote_model: str = Field(..., min_length=1, description="the upstream's model id")
+    api_key: str | None = None
+    model_path: str | None = Field(None, description="local copy of its weights (training)")
+
+
+class RemoteSettings(BaseModel):
+    # URL prefixes a ``POST /models/load`` may point a remote model at (the server calls them).
+    allowed_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    models: list[RemoteModelSettings] = Field(default_factory=list)
+    read_timeout_seconds: float = Field(300.0, gt=0, description="longest upstream silence")
+    connect_timeout_seconds: float = Field(5.0, gt=0)
+    probe_interval_seconds: float = Field(2.0, gt=0, description="re-probe of a down replica")
+
+    @field_validator("allowed_urls", mode="before")
+    @classmethod
+    def _comma_or_json(cls, value: object) -> object:
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                return json.loads(text)
+            return [part.strip() for part in text.split(",") if part.strip()]
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="GPT_SERVICE_", env_nested_delimiter="__", env_file=".env", extra="ignore"
@@ -85,6 +114,7 @@ class Settings(BaseSettings):
     engine: EngineSettings = Field(default_factory=EngineSettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    remote: RemoteSettings = Field(default_factory=RemoteSettings)
 
     @field_validator("api_keys", "model_dirs", mode="before")
     @classmethod

@@ -23,6 +23,10 @@ class NotFound(ServiceError):
     """A named resource does not exist (404)."""
 
 
+class Forbidden(ServiceError):
+    """The request is understood but not allowed by this server's configuration (403)."""
+
+
 class Conflict(ServiceError):
     """The request conflicts with the current state (409)."""
 

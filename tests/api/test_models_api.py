@@ -38,6 +38,7 @@ async def test_models_list_and_detail(client: httpx.AsyncClient):
     assert body["current_model"] == "demo" and body["total_count"] == 1
     assert body["models"][0] == {
         "name": "demo",
+        "backend": "local",
         "type": "local",
         "device": "cpu",
         "lora_adapter": None,

@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from gpt_service.errors import (
     Conflict,
+    Forbidden,
     InvalidRequest,
     NotFound,
     ServiceError,
@@ -26,6 +27,7 @@ logger = logging.getLogger(__name__)
 _STATUS: list[tuple[type[ServiceError], int]] = [
     (InvalidRequest, 400),
     (NotFound, 404),
+    (Forbidden, 403),
     (Conflict, 409),
     (Unavailable, 503),
     (UpstreamError, 502),

@@ -54,7 +54,8 @@ async def _sse_events(stream: AsyncIterator[StreamDelta], model_name: str) -> As
     incomplete), then ``done`` (or ``error``)."""
     num_tokens = 0
     async for delta in stream:
-        num_tokens += len(delta.token_ids)
+        # A remote engine sends text without ids: each of its chunks is a token.
+        num_tokens += len(delta.token_ids) or int(bool(delta.text) and not delta.is_final)
         if delta.text or delta.token_ids:
             yield {"data": _dumps({"text": delta.text, "tokens_generated": num_tokens})}
         if delta.is_final:

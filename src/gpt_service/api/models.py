@@ -15,6 +15,7 @@ from gpt_service.api.schemas import (
     ModelSummary,
     StatusResponse,
 )
+from gpt_service.remote.model import RemoteSpec
 from gpt_service.schema_base import StrictBody
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -30,11 +31,12 @@ class AddAdapterRequest(StrictBody):
 
 
 def _detail(registry: RegistryDep, name: str) -> ModelDetail:
-    engine = registry.get(name).engine
+    model = registry.get(name)
     return ModelDetail(
         **asdict(registry.info(name)),
-        num_running=engine.num_running,
-        num_waiting=engine.num_waiting,
+        **model.describe(),
+        num_running=model.num_running,
+        num_waiting=model.num_waiting,
     )
 
 
@@ -42,7 +44,7 @@ def _detail(registry: RegistryDep, name: str) -> ModelDetail:
 async def list_models(registry: RegistryDep) -> ModelListResponse:
     infos = registry.list()
     return ModelListResponse(
-        models=[ModelSummary(**asdict(i)) for i in infos],
+        models=[ModelSummary(**asdict(i), backend=registry.get(i.name).backend) for i in infos],
         current_model=registry.current,
         total_count=len(infos),
     )
@@ -55,7 +57,13 @@ async def get_model(model_name: str, registry: RegistryDep) -> ModelDetail:
 
 @router.post("/load", response_model=StatusResponse, summary="Load a model (optionally with LoRA)")
 async def load_model(body: LoadModelRequest, registry: RegistryDep) -> StatusResponse:
-    await registry.load(body.model_name, body.model_path, body.lora_adapter)
+    if body.backend == "openai":
+        spec = RemoteSpec(
+            body.model_name, body.base_urls, body.remote_model or "", body.api_key, body.model_path
+        )
+        await registry.load_remote(spec)
+    else:
+        await registry.load(body.model_name, body.model_path, body.lora_adapter)
     return StatusResponse(
         status="success",
         message=f"model '{body.model_name}' loaded",

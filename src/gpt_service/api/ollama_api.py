@@ -20,12 +20,13 @@ from gpt_service.api.errors import ERROR_SHAPES
 from gpt_service.api.ollama_format import ps_entry, show_body, tag_entry
 from gpt_service.api.ollama_schemas import ChatBody, GenerateBody, ModelBody, OllamaRequest
 from gpt_service.api.ollama_stream import Turn, collect, ndjson, run
-from gpt_service.errors import ModelNotFound, ServiceError
+from gpt_service.errors import InvalidRequest, ModelNotFound, ServiceError
 from gpt_service.services.generation import GenerationJob
 from gpt_service.services.ollama_catalog import OllamaCatalog
 
 if TYPE_CHECKING:
     from gpt_service.engine.registry import LoadedModel
+    from gpt_service.engine.types import SamplingParams
 
 ERROR_SHAPES["/api/"] = lambda status, message: {"error": message}
 
@@ -109,6 +110,18 @@ def _generate_ids(body: GenerateBody, model: LoadedModel) -> list[int]:
     return list(body.context or []) + ids  # checked with the prompt's by the service
 
 
+def _remote_job(body: GenerateBody, params: SamplingParams, name: str) -> GenerationJob:
+    if body.context:
+        raise InvalidRequest(
+            "context (token ids) cannot be sent to a remote model; continue through /api/chat"
+        )
+    prompt = body.prompt or ""
+    if body.raw:
+        return GenerationJob(params, name, prompt=prompt)
+    system = [{"role": "system", "content": body.system}] if body.system else []
+    return GenerationJob(params, name, messages=[*system, {"role": "user", "content": prompt}])
+
+
 async def _prepare(body: OllamaRequest, catalog: OllamaCatalog, is_chat: bool) -> tuple[Turn, str]:
     started = time.perf_counter()
     unloads = body.unloads  # validates keep_alive before any work
@@ -172,10 +185,13 @@ async def generate(
     body.check_supported()
     turn, name = await _prepare(body, catalog, is_chat=False)
     model, _ = registry.resolve(name)
-    turn.prompt_ids = _generate_ids(body, model)
-    turn.returns_context = not body.raw
     params = body.options.sampling(service.max_tokens_cap, body.num_logprobs)
-    job = GenerationJob(params, name, prompt_ids=turn.prompt_ids)
+    if model.is_remote:
+        job = _remote_job(body, params, name)  # the upstream tokenizes and templates
+    else:
+        turn.prompt_ids = _generate_ids(body, model)
+        turn.returns_context = not body.raw
+        job = GenerationJob(params, name, prompt_ids=turn.prompt_ids)
     return await _respond(turn, job, body, service, catalog)
 
 

@@ -79,7 +79,27 @@ def store_state(state: Any) -> dict[str, Any] | None:
 async def health(state: StateDep) -> dict[str, Any]:
     store = await asyncio.to_thread(store_state, state)
     components = await _component_states(state)
-    return {"status": "healthy", "service": "gpt-service", **components, "store": store}
+    return {
+        "status": "healthy",
+        "service": "gpt-service",
+        **components,
+        "store": store,
+        "remote_models": _remote_states(state),
+    }
+
+
+def _remote_states(state: Any) -> dict[str, dict[str, Any]]:
+    """Each remote model's replicas: how many are in rotation (probed back in when down)."""
+    registry = getattr(state, "registry", None)
+    remotes = [m for m in (registry.models.values() if registry else []) if m.is_remote]
+    return {
+        m.name: {
+            "healthy": m.pool.num_up > 0,
+            "replicas_up": m.pool.num_up,
+            "replicas": [r.describe() for r in m.pool.replicas],
+        }
+        for m in remotes
+    }
 
 
 @router.get("/ready", summary="Readiness: false while the default model is still loading")

@@ -1,22 +1,27 @@
-"""The loaded models: one ``Engine`` each, the current model, and their adapters."""
+"""The served models, the current one, and their adapters.
+
+A model is served by a backend: the local batching engine (``LoadedModel``) or a remote
+OpenAI-compatible engine (``RemoteModel``). Both answer ``prepare`` / ``generate`` /
+``open_stream`` with the same deltas, so callers never ask which one they hold; the registry
+alone decides which to build.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import psutil
 
 from gpt_service.config import DEMO_MODEL_DIR, DEMO_MODEL_NAME, Settings
 from gpt_service.engine import loader
-from gpt_service.engine.chat import encode_prompt, render_chat
 from gpt_service.engine.compiled import use_cache_dir
 from gpt_service.engine.engine import Engine
+from gpt_service.engine.loaded import LoadedModel, default_adapter_name
 from gpt_service.engine.types import ModelInfo
 from gpt_service.errors import (
     Conflict,
@@ -26,39 +31,16 @@ from gpt_service.errors import (
     Unavailable,
 )
 from gpt_service.paths import looks_like_hub_id, resolve_inside
+from gpt_service.remote.model import RemoteModel, RemoteSpec, connect
+from gpt_service.remote.pool import ReplicaPool
+from gpt_service.remote.settings import check_allowed, check_urls, configured_specs
 
 logger = logging.getLogger(__name__)
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 
 
-@dataclass
-class LoadedModel:
-    name: str
-    source: str
-    engine: Engine
-    model: Any
-    tokenizer: Any
-    info: ModelInfo
-    default_adapter: str | None = None
-    adapters: dict[str, str] = field(default_factory=dict)  # adapter name -> directory
-
-    def encode(self, prompt: str) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt)
-
-    def encode_chat(
-        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]] | None = None
-    ) -> list[int]:
-        return encode_prompt(
-            self.tokenizer, render_chat(self.tokenizer, messages, tools), is_templated=True
-        )
-
-    def resolve_adapter(self, adapter: str | None) -> str | None:
-        if adapter is None:
-            return self.default_adapter
-        if adapter not in self.adapters:
-            raise ModelNotFound(f"model '{self.name}' has no adapter '{adapter}'")
-        return adapter
+ServedModel = LoadedModel | RemoteModel
 
 
 def not_loaded_message(name: str, loaded: list[str]) -> str:
@@ -74,14 +56,16 @@ def not_loaded_message(name: str, loaded: list[str]) -> str:
 class ModelRegistry:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.models: dict[str, LoadedModel] = {}
+        self.models: dict[str, ServedModel] = {}
+        # vLLM-style runtime adapters are addressed by their own name: name -> (model, adapter)
+        self.adapter_aliases: dict[str, tuple[str, str]] = {}
         self.current: str | None = None
         self.loading: set[str] = set()
         self._lock = asyncio.Lock()
         self.num_threads = loader.set_num_threads(settings.engine.num_threads)
 
     # ---- lookup --------------------------------------------------------------------
-    def get(self, name: str | None = None) -> LoadedModel:
+    def get(self, name: str | None = None) -> ServedModel:
         """A loaded model by name (``None``: the current one)."""
         key = name or self.current
         if key is None:
@@ -90,8 +74,12 @@ class ModelRegistry:
             raise ModelNotFound(not_loaded_message(key, list(self.models)))
         return self.models[key]
 
-    def resolve(self, name: str | None) -> tuple[LoadedModel, str | None]:
-        """``name`` or ``name:adapter`` -> (model, adapter name or the model's default)."""
+    def resolve(self, name: str | None) -> tuple[ServedModel, str | None]:
+        """``name``, ``name:adapter`` or an adapter alias -> (model, adapter name or default)."""
+        if name and name not in self.models and name in self.adapter_aliases:
+            base, adapter = self.adapter_aliases[name]
+            model = self.get(base)
+            return model, model.resolve_adapter(adapter)
         if name and name not in self.models and ":" in name:
             base, adapter = name.split(":", 1)
             model = self.get(base)
@@ -157,6 +145,45 @@ class ModelRegistry:
             logger.info("loaded model %s from %s", name, source)
             return loaded.info
 
+    async def load_remote(self, spec: RemoteSpec, trusted: bool = False) -> ModelInfo:
+        """Register a model served by a remote OpenAI-compatible engine (one URL per replica).
+
+        ``trusted``: listed in settings (always allowed, and an upstream still down at
+        start-up is probed until it answers); otherwise every URL must match an allowed prefix.
+        """
+        if not _NAME.match(spec.name):
+            raise InvalidRequest("model_name must be 1-128 letters, digits, '.', '_' or '-'")
+        spec.base_urls = check_urls(spec.base_urls)
+        if not trusted:
+            check_allowed(spec.base_urls, self.settings.remote)
+        if spec.weights_path:
+            spec.weights_path = self.resolve_source(spec.weights_path)
+        async with self._lock:
+            if spec.name in self.models:
+                raise ModelAlreadyLoaded(f"model '{spec.name}' is already loaded; unload it first")
+            r = self.settings.remote
+            pool = ReplicaPool(
+                spec.base_urls,
+                spec.api_key,
+                r.read_timeout_seconds,
+                r.connect_timeout_seconds,
+                r.probe_interval_seconds,
+            )
+            model = await connect(spec, pool, require_up=not trusted)
+            self.models[spec.name] = model
+            if self.current is None:
+                self.current = spec.name
+        logger.info("registered remote model %s (%s)", spec.name, ", ".join(spec.base_urls))
+        return model.info
+
+    async def load_configured_remotes(self) -> None:
+        """The remote models listed in settings; one that fails is logged, not fatal."""
+        for spec in configured_specs(self.settings.remote):
+            try:
+                await self.load_remote(spec, trusted=True)
+            except Exception:
+                logger.exception("could not register the remote model '%s'", spec.name)
+
     def _load_blocking(self, name: str, source: str, adapter_dir: Path | None) -> LoadedModel:
         s = self.settings
         if s.engine.compile:  # compiled graphs survive a restart
@@ -166,7 +193,7 @@ class ModelRegistry:
         adapters: dict[str, str] = {}
         default_adapter = None
         if adapter_dir is not None:
-            default_adapter = _adapter_name(adapter_dir)
+            default_adapter = default_adapter_name(adapter_dir)
             model = loader.attach_adapter(model, adapter_dir, default_adapter)
             adapters[default_adapter] = str(adapter_dir)
         max_context = loader.context_length(model, tokenizer)
@@ -208,7 +235,9 @@ class ModelRegistry:
     async def _add_adapter(self, name: str, adapter_path: str, adapter_name: str | None) -> str:
         loaded = self.get(name)
         adapter_dir = self.resolve_adapter_dir(adapter_path)
-        key = adapter_name or _adapter_name(adapter_dir)
+        key = adapter_name or default_adapter_name(adapter_dir)
+        if isinstance(loaded, RemoteModel):  # registered on the upstream (shared storage)
+            return await loaded.add_adapter(str(adapter_dir), key)
         if key in loaded.adapters:
             raise ModelAlreadyLoaded(f"model '{name}' already has an adapter '{key}'")
 
@@ -221,13 +250,41 @@ class ModelRegistry:
         loaded.info.adapters = list(loaded.adapters)
         return key
 
+    async def load_lora(self, lora_name: str, lora_path: str, base: str | None = None) -> str:
+        """vLLM's runtime LoRA load: the adapter goes onto ``base`` (default: the current
+        model) and is also addressable by its own name, as vLLM serves it."""
+        if lora_name in self.models or lora_name in self.adapter_aliases:
+            raise ModelAlreadyLoaded(f"a model or adapter named '{lora_name}' is already loaded")
+        model = self.get(base)
+        await self.add_adapter(model.name, lora_path, lora_name)
+        self.adapter_aliases[lora_name] = (model.name, lora_name)
+        return model.name
+
+    async def unload_lora(self, lora_name: str) -> None:
+        """Stop serving an adapter loaded by ``load_lora`` (local weights stay attached until
+        the model is unloaded: requests still running with it must finish)."""
+        if lora_name not in self.adapter_aliases:
+            raise ModelNotFound(f"no LoRA adapter named '{lora_name}' was loaded at runtime")
+        base, adapter = self.adapter_aliases.pop(lora_name)
+        model = self.models.get(base)
+        if model is None:
+            return
+        if isinstance(model, RemoteModel):
+            await model.remove_adapter(adapter)
+        model.adapters.pop(adapter, None)
+        model.info.adapters = list(model.adapters)
+
     async def unload(self, name: str) -> None:
         async with self._lock:
             loaded = self.get(name)
             del self.models[name]
             if self.current == name:
                 self.current = next(iter(self.models), None)
-        await asyncio.to_thread(loaded.engine.stop, self.settings.shutdown_grace_seconds)
+            self.adapter_aliases = {k: v for k, v in self.adapter_aliases.items() if v[0] != name}
+        if isinstance(loaded, RemoteModel):
+            await loaded.close()
+        else:
+            await asyncio.to_thread(loaded.engine.stop, self.settings.shutdown_grace_seconds)
         logger.info("unloaded model %s", name)
 
     def switch(self, name: str) -> None:
@@ -252,7 +309,3 @@ class ModelRegistry:
                 f"not enough memory to load '{source}': needs about {size >> 20} MiB, "
                 f"{free >> 20} MiB available"
             )
-
-
-def _adapter_name(adapter_dir: Path) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]", "_", adapter_dir.name) or "adapter"

@@ -27,8 +27,14 @@ from gpt_service.errors import (
 )
 from gpt_service.evaluation.results import SampleOutput, build_result
 from gpt_service.evaluation.samples import Sample, load_samples
-from gpt_service.evaluation.scoring import add_perplexity, model_perplexity, text_scores
+from gpt_service.evaluation.scoring import (
+    add_perplexity,
+    add_unavailable,
+    model_perplexity,
+    text_scores,
+)
 from gpt_service.evaluation.spec import EVAL, EvalProgress, EvalRecord, EvalRequest
+from gpt_service.remote.perplexity import PerplexityUnavailable
 from gpt_service.services.generation import GenerationJob, GenerationService
 from gpt_service.store.jobs import JobStore
 from gpt_service.store.leases import LeaseKeeper
@@ -210,15 +216,19 @@ class EvaluationManager:
         if with_ppl:
             progress.set(force=True, phase="perplexity")
             loaded, adapter = self.registry.resolve(model_name)
-            totals = await model_perplexity(
-                loaded,
-                adapter,
-                samples,
-                request.use_chat_template,
-                lambda n: progress.set(perplexity_done=n),
-            )
-            prompt_format = "chat_template" if request.use_chat_template else "raw"
-            add_perplexity(scores, totals, prompt_format)
+            try:
+                totals = await model_perplexity(
+                    loaded,
+                    adapter,
+                    samples,
+                    request.use_chat_template,
+                    lambda n: progress.set(perplexity_done=n),
+                )
+            except PerplexityUnavailable as exc:  # a remote engine without prompt logprobs
+                add_unavailable(scores, str(exc), len(samples))
+            else:
+                prompt_format = "chat_template" if request.use_chat_template else "raw"
+                add_perplexity(scores, totals, prompt_format)
         # Report the metrics in the order they were asked for.
         scores.aggregate = {m: scores.aggregate.get(m) for m in request.metrics}
         progress.set(force=True, phase="done", perplexity_done=len(samples) if with_ppl else 0)

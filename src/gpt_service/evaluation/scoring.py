@@ -16,6 +16,7 @@ from typing import Any
 from gpt_service.evaluation.metrics import compute_metrics
 from gpt_service.evaluation.perplexity import PerplexityResult, perplexity
 from gpt_service.evaluation.samples import Sample
+from gpt_service.remote.perplexity import PerplexityUnavailable, remote_nll, sample_perplexity
 
 PERPLEXITY_CHUNK = 32  # pairs per engine-thread call: short enough not to stall serving
 
@@ -103,6 +104,25 @@ def _chunk_perplexity(
         return perplexity(loaded.model, loaded.tokenizer, pairs)
 
 
+async def remote_perplexity(
+    loaded: Any, adapter: str | None, samples: Sequence[Sample], use_chat_template: bool
+) -> PerplexityTotals:
+    """From the remote engine's prompt logprobs; raises ``PerplexityUnavailable`` with the
+    reason when it gives none (or the prompt needs a chat template only the upstream has)."""
+    if use_chat_template:
+        raise PerplexityUnavailable(
+            "the remote engine applies its own chat template, which this server cannot render "
+            "to score the expected text; use use_chat_template: false"
+        )
+    results = await remote_nll(loaded, adapter, [(s.raw_prompt, s.expected) for s in samples])
+    totals = PerplexityTotals()
+    for result in results:
+        totals.total_nll += result.nll
+        totals.num_tokens += result.num_tokens
+        totals.per_sample.append(finite(sample_perplexity(result)))
+    return totals
+
+
 async def model_perplexity(
     loaded: Any,
     adapter: str | None,
@@ -114,6 +134,8 @@ async def model_perplexity(
 
     Each sample's target is its ``expected`` text given the prompt the model is asked with.
     """
+    if getattr(loaded, "is_remote", False):
+        return await remote_perplexity(loaded, adapter, samples, use_chat_template)
     totals = PerplexityTotals()
     for start in range(0, len(samples), PERPLEXITY_CHUNK):
         chunk = samples[start : start + PERPLEXITY_CHUNK]
@@ -126,6 +148,12 @@ async def model_perplexity(
         if on_chunk is not None:
             on_chunk(start + len(chunk))
     return totals
+
+
+def add_unavailable(scores: Scores, reason: str, num_samples: int) -> None:
+    scores.aggregate["perplexity"] = None
+    scores.per_sample["perplexity"] = [None] * num_samples
+    scores.details["perplexity"] = {"unavailable": reason}
 
 
 def add_perplexity(scores: Scores, totals: PerplexityTotals, prompt_format: str) -> None:

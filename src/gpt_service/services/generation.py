@@ -1,4 +1,8 @@
-"""Generation as every API needs it: pick the model (or Ollama), encode, stream or complete."""
+"""Generation as every API needs it: pick the model (or Ollama), prepare, stream or complete.
+
+The model is local or remote; either prepares its own request (token ids for the local
+engine, text or messages for a remote engine) and yields the same deltas.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from gpt_service.engine.types import Completion, SamplingParams, StreamDelta
 from gpt_service.errors import InvalidRequest, Unavailable
 
 if TYPE_CHECKING:
-    from gpt_service.engine.registry import LoadedModel, ModelRegistry
+    from gpt_service.engine.registry import ModelRegistry, ServedModel
 
 
 class GenerationBackend(Protocol):
@@ -37,9 +41,9 @@ class GenerationJob:
 
 @dataclass
 class Prepared:
-    model: LoadedModel
+    model: ServedModel
     adapter: str | None
-    prompt_ids: list[int]
+    request: Any  # what the model's backend takes: token ids (local) or a RemoteRequest
 
     @property
     def display_name(self) -> str:
@@ -64,22 +68,16 @@ class GenerationService:
     def prepare(self, job: GenerationJob) -> Prepared:
         self._check_params(job.params)
         model, adapter = self.registry.resolve(job.model_name)
-        if job.prompt_ids is not None:
-            ids = check_token_ids(job.prompt_ids, model)
-        elif job.messages is not None:
-            ids = model.encode_chat(job.messages, job.tools)
-        else:
-            if not job.prompt or not job.prompt.strip():
-                raise InvalidRequest("prompt must not be empty")
-            ids = model.encode(job.prompt)
-        return Prepared(model, adapter, ids)
+        prompt_ids = None if job.prompt_ids is None else check_token_ids(job.prompt_ids, model)
+        request = model.prepare(job.prompt, job.messages, prompt_ids, job.tools)
+        return Prepared(model, adapter, request)
 
     async def prepare_checked(self, job: GenerationJob) -> Prepared:
         """``prepare``, plus the structured-output grammar compiled (cached) off the event
         loop, so a schema the grammar library refuses is a 400 before anything is queued."""
         prepared = self.prepare(job)
         if job.params.constraint is not None:
-            await asyncio.to_thread(prepared.model.engine.grammars.compile, job.params.constraint)
+            await prepared.model.check_constraint(job.params.constraint)
         return prepared
 
     def _check_params(self, params: SamplingParams) -> None:
@@ -112,8 +110,7 @@ class GenerationService:
         return await self._run(await self.prepare_checked(job), job)
 
     async def _run(self, prepared: Prepared, job: GenerationJob) -> tuple[Completion, str]:
-        engine = prepared.model.engine
-        completion = await engine.generate(prepared.prompt_ids, job.params, prepared.adapter)
+        completion = await prepared.model.generate(prepared.request, job.params, prepared.adapter)
         self._observe(prepared.model.name, completion)
         return completion, prepared.display_name
 
@@ -137,9 +134,7 @@ class GenerationService:
             first = await anext(stream)
             return _prepend(first, stream), job.model_name or ""
         prepared = await self.prepare_checked(job)
-        stream = prepared.model.engine.open_stream(
-            prepared.prompt_ids, job.params, prepared.adapter
-        )
+        stream = await prepared.model.open_stream(prepared.request, job.params, prepared.adapter)
         return self._observed(prepared.model.name, stream), prepared.display_name
 
     async def _observed(
@@ -147,24 +142,37 @@ class GenerationService:
     ) -> AsyncIterator[StreamDelta]:
         start = time.perf_counter()
         first: float | None = None
+        is_final = False
         try:
             async for delta in stream:
-                if first is None and delta.token_ids:
+                if first is None and (delta.token_ids or delta.text):
                     first = time.perf_counter() - start
-                if delta.is_final and self.observer is not None:
-                    self.observer.on_stream_end(model, delta, first, time.perf_counter() - start)
+                if delta.is_final:
+                    is_final = True
+                    self._stream_end(model, delta, first, start)
                 yield delta
         finally:
+            if not is_final:  # the client left: a cancelled generation
+                self._stream_end(model, StreamDelta(finish_reason="cancelled"), first, start)
             cancel = getattr(stream, "cancel", None)
             if cancel is not None:
                 cancel()  # the client went away: free the engine slot now
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()  # a remote stream: close the upstream response now
+
+    def _stream_end(
+        self, model: str, final: StreamDelta, first: float | None, start: float
+    ) -> None:
+        if self.observer is not None:
+            self.observer.on_stream_end(model, final, first, time.perf_counter() - start)
 
     def _observe(self, model: str, completion: Completion) -> None:
         if self.observer is not None:
             self.observer.on_completion(model, completion)
 
 
-def vocabulary_size(model: LoadedModel) -> int | None:
+def vocabulary_size(model: ServedModel) -> int | None:
     """Ids the model can embed: the tokenizer's and the embedding matrix's sizes, the smaller."""
     tokenizer = getattr(model, "tokenizer", None)
     if tokenizer is None:
@@ -175,7 +183,7 @@ def vocabulary_size(model: LoadedModel) -> int | None:
     return min(size, embedded) if isinstance(embedded, int) and embedded > 0 else size
 
 
-def check_token_ids(ids: list[int], model: LoadedModel) -> list[int]:
+def check_token_ids(ids: list[int], model: ServedModel) -> list[int]:
     """Token ids given by a client (OpenAI prompt ids, Ollama context): an id outside the
     vocabulary would fail the engine step shared with other requests, so it is a 400."""
     size = vocabulary_size(model)

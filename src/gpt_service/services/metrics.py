@@ -37,10 +37,11 @@ class _StateCollector(Collector):
         loaded = GaugeMetricFamily("gpt_loaded_models", "models loaded")
         models = list(registry.models.values()) if registry else []
         for m in models:
-            queue.add_metric([m.name], m.engine.num_waiting)
-            running.add_metric([m.name], m.engine.num_running)
+            queue.add_metric([m.name], m.num_waiting)
+            running.add_metric([m.name], m.num_running)
         loaded.add_metric([], len(models))
         yield from (queue, running, loaded)
+        yield from _replica_metrics(models)
         yield from _store_metrics(state)
         ollama = getattr(state, "ollama", None)
         stats = getattr(ollama, "counters", None)
@@ -81,6 +82,34 @@ def _store_metrics(state: Any) -> Iterator[GaugeMetricFamily]:
             "running jobs whose lease this replica holds",
             value=store.leases_held(leases.owner),
         )
+
+
+_REPLICA_GAUGES = {
+    "requests": "requests sent to a remote replica",
+    "errors": "failed requests (connect failures included) of a remote replica",
+    "latency_seconds_total": "summed request latency of a remote replica",
+    "outstanding": "requests in flight to a remote replica",
+    "up": "1 while a remote replica is in rotation",
+}
+
+
+def _replica_metrics(models: list[Any]) -> Iterator[GaugeMetricFamily]:
+    families = {
+        key: GaugeMetricFamily(f"gpt_remote_replica_{key}", text, labels=["model", "replica"])
+        for key, text in _REPLICA_GAUGES.items()
+    }
+    for m in models:
+        for r in getattr(getattr(m, "pool", None), "replicas", []):
+            values = {
+                "requests": r.requests,
+                "errors": r.errors,
+                "latency_seconds_total": round(r.latency_seconds_total, 6),
+                "outstanding": r.outstanding,
+                "up": int(r.is_up),
+            }
+            for key, value in values.items():
+                families[key].add_metric([m.name, r.url], value)
+    yield from families.values()
 
 
 class Metrics:

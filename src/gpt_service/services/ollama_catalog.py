@@ -178,9 +178,9 @@ class OllamaCatalog:
     async def _unload_when_idle(self, base: str) -> None:
         while True:
             loaded = self.registry.models.get(base)
-            if loaded is None:
-                return
-            if loaded.engine.num_running + loaded.engine.num_waiting == 0:
+            if loaded is None or loaded.is_remote:
+                return  # a remote engine's memory is the upstream's business: kept registered
+            if loaded.num_running + loaded.num_waiting == 0:
                 break
             await asyncio.sleep(IDLE_POLL_SECONDS)
         self._unloaded[base] = Source(loaded.source, loaded.info.lora_adapter)

@@ -53,7 +53,13 @@ def resolve_output(settings: Settings, output_dir: str, overwrite: bool) -> Path
 def resolve_base_model(spec: TrainJobSpec, registry: ModelRegistry) -> str:
     """A loaded model's source, a local model directory, or a hub id found in the cache."""
     if spec.base_model in registry.models:
-        return registry.models[spec.base_model].source
+        model = registry.models[spec.base_model]
+        if model.is_remote and not model.spec.weights_path:
+            raise InvalidRequest(
+                f"'{spec.base_model}' is served by a remote engine and has no local weights to "
+                "train on: register it with model_path (a local copy of its weights)"
+            )
+        return model.source
     source = registry.resolve_source(spec.base_model)
     if Path(source).is_dir():
         if not (Path(source) / "config.json").is_file():

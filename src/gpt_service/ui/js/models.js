@@ -43,12 +43,20 @@ async function act(btn, path, name, busyText) {
   }
 }
 
+// Local engine, or a remote engine with its replicas' health (GET /models/{name}).
+function backendCell(m) {
+  if (m.backend !== "openai") return "local";
+  const up = (m.replicas || []).filter((r) => r.healthy).length;
+  const title = (m.replicas || []).map((r) => `${r.url}: ${r.healthy ? "up" : r.last_error}`).join("\n");
+  return h("span", { title, text: `remote ${m.remote_model} (${up}/${(m.replicas || []).length} up)` });
+}
+
 function renderModels({ models }) {
   replace(ui.list, table([
     // Paired facts share a column (two lines), so the table fits 1280 px with its buttons.
     { label: "Model", render: nameCell, class: "wrap model-cell" },
     { label: "Architecture", render: (m) => m.architecture },
-    { label: "Device / dtype", render: (m) => stacked(m.device, m.dtype) },
+    { label: "Device / dtype", render: (m) => m.backend === "openai" ? backendCell(m) : stacked(m.device, m.dtype) },
     { label: "Parameters", render: (m) => stacked(fmt.params(m.num_parameters),
       fmt.bytes(m.num_parameters * (BYTES[m.dtype] || 4))), class: "num" },
     { label: "Context", render: (m) => fmt.int(m.context_length), class: "num" },

@@ -1,0 +1,40 @@
+"""Which remote engines this server may call: URL checks, the allow-list, settings' remotes."""
+
+from __future__ import annotations
+
+from gpt_service.config import RemoteModelSettings, RemoteSettings
+from gpt_service.errors import Forbidden, InvalidRequest
+from gpt_service.remote.model import RemoteSpec
+
+
+def _bases(listed: RemoteModelSettings) -> list[str]:
+    return listed.base_url if isinstance(listed.base_url, list) else [listed.base_url]
+
+
+def configured_specs(settings: RemoteSettings) -> list[RemoteSpec]:
+    return [
+        RemoteSpec(m.name, _bases(m), m.remote_model, m.api_key, m.model_path)
+        for m in settings.models
+    ]
+
+
+def check_urls(urls: list[str]) -> list[str]:
+    cleaned = [u.strip().rstrip("/") for u in urls if u.strip()]
+    if not cleaned:
+        raise InvalidRequest("base_url must name at least one remote engine URL")
+    for url in cleaned:
+        if not url.startswith(("http://", "https://")):
+            raise InvalidRequest(f"base_url '{url}' must start with http:// or https://")
+    return cleaned
+
+
+def check_allowed(urls: list[str], settings: RemoteSettings) -> None:
+    """Every URL under an allowed prefix (the allow-list, or a remote listed in settings)."""
+    prefixes = [p for p in settings.allowed_urls if p]
+    prefixes += [b.rstrip("/") for m in settings.models for b in _bases(m)]
+    for url in urls:
+        if not any(url.startswith(prefix) for prefix in prefixes):
+            raise Forbidden(
+                f"base_url '{url}' is not allowed: this server only calls remote engines "
+                "under the prefixes in GPT_SERVICE_REMOTE__ALLOWED_URLS"
+            )
