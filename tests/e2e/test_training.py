@@ -170,6 +170,10 @@ def test_train_watch_complete_and_serve_the_adapter(
         ({"num_epochs": 0}, 400, "num_epochs"),
         ({"dataset_path": "datasets/a\u0000b.jsonl"}, 400, "unusable path"),
         ({"load_on_completion": True, "served_model_name": "../x"}, 400, "served_model_name"),
+        ({"modules_to_save": ["lm head"]}, 400, "modules_to_save"),
+        ({"trainable_token_indices": [-1]}, 400, "trainable_token_indices"),
+        ({"trainable_token_indices": {"embed_tokens": []}}, 400, "trainable_token_indices"),
+        ({"trainable_token_indices": [100000]}, 400, "outside the base model's vocabulary"),
     ],
 )
 def test_bad_submissions_are_refused_before_a_job_exists(
@@ -187,6 +191,47 @@ def test_bad_submissions_are_refused_before_a_job_exists(
     assert response.status_code == status, response.text
     assert detail in response.json()["detail"]
     assert api.get("/train/history").json()["total_count"] == before
+
+
+def test_modules_to_save_and_trainable_tokens_train_save_and_serve(
+    api: httpx.Client, server: RunningServer
+) -> None:
+    """The LM head trains in full and two embedding rows as trainable tokens, next to LoRA."""
+    from safetensors import safe_open
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(server.data_dir / "models/tiny-llama")
+    token_ids = sorted(set(tokenizer.encode("hello world", add_special_tokens=False)))
+    task_id = submit(
+        api,
+        output_dir="models/lora/full-head",
+        num_epochs=20,
+        batch_size=4,
+        learning_rate=1e-2,
+        lora_r=8,
+        modules_to_save=["lm_head"],
+        trainable_token_indices=token_ids,
+        load_on_completion=True,
+    )
+    status = wait_done(api, task_id)
+    assert status["status"] == "completed", status["error"]
+    adapter = server.data_dir / "models/lora/full-head"
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert "lm_head" in config["modules_to_save"]
+    assert config["trainable_token_indices"] == token_ids
+    with safe_open(str(adapter / "adapter_model.safetensors"), "pt") as weights:
+        keys = list(weights.keys())
+    assert any("lm_head" in k for k in keys) and any("trainable_tokens" in k for k in keys)
+    served = status["result"]["served_as"]
+    assert chat(api, served, "say hi") == "hello world"
+    assert chat(api, "tiny", "say hi") != "hello world"  # the base keeps its own head
+
+
+def test_a_module_name_matching_nothing_fails_the_job(api: httpx.Client) -> None:
+    task_id = submit(api, output_dir="models/lora/typo", modules_to_save=["lm_haed"])
+    status = wait_done(api, task_id)
+    assert status["status"] == "failed"
+    assert "no module named 'lm_haed'" in status["error"]
 
 
 def test_a_failing_worker_fails_its_job_and_the_server_keeps_serving(

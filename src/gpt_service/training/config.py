@@ -5,6 +5,7 @@ Torch-free on purpose: the HTTP layer uses ``TrainJobSpec`` as its request body.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
@@ -14,6 +15,7 @@ from gpt_service.store.records import STOPPED, JobKind, JobRecord, JobStatus
 
 DATASET_FORMATS = ("auto", "json", "jsonl", "csv")
 DatasetFormat = Literal["auto", "json", "jsonl", "csv"]
+MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
 SCHEDULERS = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 
 # Defaults tuned on the bundled demo task (demo_data/): they teach the demo model its task in
@@ -58,6 +60,18 @@ class TrainJobSpec(StrictBody):
     target_modules: list[str] | None = Field(
         None, description="module names to adapt (default: all linear layers)"
     )
+    modules_to_save: list[str] | None = Field(
+        None,
+        description="modules trained in full and saved with the adapter, e.g. "
+        '["embed_tokens", "lm_head"] when a task needs tokens the base model rarely emits',
+        examples=[["embed_tokens", "lm_head"]],
+    )
+    trainable_token_indices: list[int] | dict[str, list[int]] | None = Field(
+        None,
+        description="token ids whose embedding rows train (a list targets the input embedding; "
+        'or {"<embedding module>": [ids]}): new/rare tokens without training the whole matrix',
+        examples=[[5, 42]],
+    )
     max_seq_length: int = Field(512, ge=8, le=131072, description="longer examples are cut")
     gradient_accumulation_steps: int = Field(1, ge=1, le=1024)
     warmup_ratio: float = Field(0.0, ge=0, lt=1)
@@ -90,6 +104,35 @@ class TrainJobSpec(StrictBody):
         if value is not None and (not value or any(not m.strip() for m in value)):
             raise ValueError("target_modules must be a non-empty list of module names")
         return value
+
+    @field_validator("modules_to_save")
+    @classmethod
+    def _saved_modules(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and (not value or any(not MODULE_NAME.match(m) for m in value)):
+            raise ValueError(
+                "modules_to_save must be a non-empty list of module names such as 'lm_head'"
+            )
+        return value
+
+    @field_validator("trainable_token_indices")
+    @classmethod
+    def _token_indices(
+        cls, value: list[int] | dict[str, list[int]] | None
+    ) -> list[int] | dict[str, list[int]] | None:
+        if value is None:
+            return None
+        lists = value.values() if isinstance(value, dict) else [value]
+        if not lists or any(not ids or min(ids) < 0 for ids in lists):
+            raise ValueError("trainable_token_indices needs non-empty lists of token ids >= 0")
+        if isinstance(value, dict) and any(not MODULE_NAME.match(k) for k in value):
+            raise ValueError("trainable_token_indices keys must be embedding module names")
+        return value
+
+    def max_token_index(self) -> int | None:
+        ids = self.trainable_token_indices
+        if ids is None:
+            return None
+        return max(max(v) for v in (ids.values() if isinstance(ids, dict) else [ids]))
 
     @model_validator(mode="after")
     def _served_name(self) -> TrainJobSpec:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime
 from pathlib import Path
@@ -90,6 +91,21 @@ def check_processes(spec: TrainJobSpec, settings: Settings) -> None:
             raise InvalidRequest(f"num_processes={spec.num_processes} but {num_gpus} GPU(s)")
 
 
+def check_token_indices(spec: TrainJobSpec, base_model_path: str) -> None:
+    """Token ids past the base model's vocabulary are refused now, not after loading it."""
+    top = spec.max_token_index()
+    config = Path(base_model_path) / "config.json"
+    if top is None or not config.is_file():
+        return
+    cfg = json.loads(config.read_text(encoding="utf-8"))
+    vocab = cfg.get("vocab_size") or cfg.get("text_config", {}).get("vocab_size")
+    if isinstance(vocab, int) and top >= vocab:
+        raise InvalidRequest(
+            f"trainable_token_indices: token id {top} is outside the base model's "
+            f"vocabulary (vocab_size {vocab})"
+        )
+
+
 def prepare_job(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry) -> TrainParams:
     """Check everything that can be checked now; return the job row's parameters.
 
@@ -108,6 +124,7 @@ def _prepare(spec: TrainJobSpec, settings: Settings, registry: ModelRegistry) ->
     dataset_file = resolve_dataset(settings, spec.dataset_path)
     examples = load_examples(dataset_file, spec.dataset_format)
     base_model_path = resolve_base_model(spec, registry)
+    check_token_indices(spec, base_model_path)
     output_dir = spec.output_dir or default_output_dir(spec)
     output_path = resolve_output(settings, output_dir, spec.overwrite)
     check_processes(spec, settings)

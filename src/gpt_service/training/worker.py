@@ -130,15 +130,30 @@ class Stage:
             self.store.update(self.job_id, progress={"stage": name})
 
 
+def check_module_names(model: Any, field: str, names: list[str]) -> None:
+    """PEFT silently ignores a name that matches no module; a typo should fail the job."""
+    modules = [name for name, _ in model.named_modules()]
+    for wanted in names:
+        if not any(m == wanted or m.endswith(f".{wanted}") for m in modules):
+            raise ValueError(f"{field}: the base model has no module named '{wanted}'")
+
+
 def with_lora(model: Any, spec: TrainJobSpec) -> Any:
     """Wrap the base model: only the LoRA matrices train (all linear layers by default)."""
     from peft import LoraConfig, get_peft_model
 
+    tokens = spec.trainable_token_indices
+    check_module_names(model, "modules_to_save", spec.modules_to_save or [])
+    check_module_names(
+        model, "trainable_token_indices", list(tokens) if isinstance(tokens, dict) else []
+    )
     lora = LoraConfig(
         r=spec.lora_r,
         lora_alpha=spec.lora_alpha,
         lora_dropout=spec.lora_dropout,
         target_modules=spec.target_modules or "all-linear",
+        modules_to_save=spec.modules_to_save,
+        trainable_token_indices=spec.trainable_token_indices,
         task_type="CAUSAL_LM",
     )
     return get_peft_model(model, lora)
