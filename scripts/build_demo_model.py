@@ -4,10 +4,11 @@ One reproducible command, CPU only, no network (HF_HUB_OFFLINE is forced)::
 
     python scripts/build_demo_model.py [--out DIR] [--data-out DIR]
 
-Steps: generate the corpus (``demo_corpus.py``), train a byte-level BPE tokenizer, pretrain a
-randomly initialised ~4.5M parameter ``Qwen2ForCausalLM`` on every Q/A pair in raw form
+Steps: generate the corpus (``demo_corpus.py`` + ``demo_tasks.py``), train a byte-level BPE
+tokenizer that holds every GB 2312 level-1 character as one token, pretrain a randomly
+initialised ~6M parameter ``Qwen2ForCausalLM`` on the Q/A pairs in raw form
 (``Q\\nA<|endoftext|>``) and chat-template form, save it with ``save_pretrained`` and write the
-LoRA demo dataset (``demo_data/``).
+LoRA demo datasets (``demo_data/``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ import os
 import random
 import sys
 import time
+from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -49,13 +52,16 @@ from transformers import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo_corpus  # noqa: E402
+import demo_tasks  # noqa: E402
 
 logger = logging.getLogger("build_demo_model")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "src" / "gpt_service" / "demo_model"
 EOT, IM_START, IM_END = "<|endoftext|>", "<|im_start|>", "<|im_end|>"
-VOCAB_SIZE = 6000
+VOCAB_SIZE = 7000
+FORCED_COUNT = 500
+MIN_SEEN = 2
 QWEN2_PRETOKENIZE_REGEX = (
     r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*"""
     r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
@@ -69,14 +75,21 @@ CHAT_TEMPLATE = (
 SYSTEM_PROMPTS = ["You are a helpful assistant.", "你是一个乐于助人的助手。"]
 
 
-def train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
+def single_token_chars() -> list[str]:
+    """Characters the vocabulary must hold as single tokens: GB 2312 level 1, CJK punctuation
+    and every other non-ASCII character of the corpus's hand-written text (ASCII is one byte)."""
+    return demo_tasks.gb2312_level1() + demo_tasks.CJK_PUNCT
+
+
+def train_tokenizer(texts: list[str], forced: list[str]) -> PreTrainedTokenizerFast:
     """Byte-level BPE (any NFC text round-trips) wrapped as a Qwen2-compatible fast tokenizer.
 
     The saved pipeline is exactly the one transformers' ``Qwen2Tokenizer`` rebuilds (NFC, Qwen2
     split regex, byte-level), so 4.x (reads tokenizer.json) and 5.x (rebuilds) agree. For training
     only, Han characters and newlines are also isolated, so merges never cross characters
-    (frequent characters become single tokens, rare/unseen ones fall back to 2-3 byte-level
-    tokens) and never glue "？" + "\n": a raw prompt ending in "？" then continues like training.
+    (the ``forced`` ones and frequent ones become single tokens, rare/unseen ones fall back to
+    2-3 byte-level tokens) and never glue "？" + "\n": a raw prompt ending in "？" then
+    continues like training.
     """
     tok = Tokenizer(models.BPE())
     tok.normalizer = normalizers.NFC()
@@ -94,7 +107,14 @@ def train_tokenizer(texts: list[str]) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(texts + ["system\nuser\nassistant\n"] * 50, trainer=trainer)
+    # Each forced character, isolated by the "\n" split, counts FORCED_COUNT times: its merges
+    # outrank all but the most frequent ones, so the vocabulary is sure to hold it.
+    forced_text = "\n".join(forced)
+    extra = ["system\nuser\nassistant\n"] * 50 + [forced_text] * FORCED_COUNT
+    tok.train_from_iterator(texts + extra, trainer=trainer)
+    missing = [c for c in forced if len(tok.encode(c).ids) != 1]
+    if missing:
+        raise RuntimeError(f"tokenizer: {len(missing)} characters are not single tokens")
     with_han = [e.ids for e in tok.encode_batch(texts)]
     tok.pre_tokenizer = pre_tokenizers.Sequence(final)
     if [e.ids for e in tok.encode_batch(texts)] != with_han:  # no merge crosses those borders
@@ -121,43 +141,88 @@ def finish_tokenizer_config(out: Path) -> None:
     path.write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
+def check_coverage(tokenizer: PreTrainedTokenizerFast, docs: list[Doc]) -> None:
+    """Every forced single-token character is seen in context at least MIN_SEEN times."""
+    counts = Counter(i for doc in docs for i in doc.ids)
+    forced = [
+        tokenizer.convert_tokens_to_ids(tokenizer.tokenize(c))[0] for c in single_token_chars()
+    ]
+    rare = [tokenizer.decode([i]) for i in forced if counts[i] < MIN_SEEN]
+    unseen = sum(1 for i in range(len(tokenizer)) if counts[i] == 0)
+    logger.info(
+        "coverage: %d forced characters, each seen >= %d times; %d of %d tokens unseen "
+        "(byte-pair pieces of characters)",
+        len(forced),
+        min(counts[i] for i in forced),
+        unseen,
+        len(tokenizer),
+    )
+    if rare:
+        raise RuntimeError(f"corpus: {len(rare)} characters seen < {MIN_SEEN} times: {rare[:20]}")
+
+
+class Doc(NamedTuple):
+    ids: list[int]
+    masked: int  # leading tokens without loss (the prompt of a task pair)
+
+
+def _doc(tokenizer: PreTrainedTokenizerFast, text: str, prompt: str | None) -> Doc:
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    if prompt is None:
+        return Doc(ids, 0)
+    head = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    if ids[: len(head)] != head:
+        raise RuntimeError(f"tokenizer: the prompt is not a token prefix of {text!r}")
+    return Doc(ids, len(head))
+
+
 def build_documents(
     pairs: list[demo_corpus.QA], tokenizer: PreTrainedTokenizerFast, rng: random.Random
-) -> list[list[int]]:
-    """Every pair as raw text and as a chat conversation (sometimes with a system message)."""
-    texts: list[str] = []
+) -> list[Doc]:
+    """Every topic pair as raw text and as a chat conversation (sometimes with a system
+    message), learning every token; ``single`` pairs (the tasks: random inputs, which no model
+    can predict) as one of the two, learning the answer only."""
+    docs: list[Doc] = []
     for qa in pairs:
-        texts.append(f"{qa.question}\n{qa.answer}{EOT}")
-        messages = [
-            {"role": "user", "content": qa.question},
-            {"role": "assistant", "content": qa.answer},
-        ]
-        texts.append(tokenizer.apply_chat_template(messages, tokenize=False))
+        chat_only = qa.single and rng.random() < 0.6
+        if not chat_only:
+            raw_prompt = f"{qa.question}\n" if qa.single else None
+            docs.append(_doc(tokenizer, f"{qa.question}\n{qa.answer}{EOT}", raw_prompt))
+            if qa.single:
+                continue
+        user = [{"role": "user", "content": qa.question}]
         if rng.random() < 0.2:
-            system = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}]
-            texts.append(tokenizer.apply_chat_template(system + messages, tokenize=False))
-    return [tokenizer(t, add_special_tokens=False)["input_ids"] for t in texts]
+            user = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}, *user]
+        messages = [*user, {"role": "assistant", "content": qa.answer}]
+        text = tokenizer.apply_chat_template(messages, tokenize=False)
+        prompt = None
+        if qa.single:
+            prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        docs.append(_doc(tokenizer, text, prompt))
+    return docs
 
 
 def make_batches(
-    docs: list[list[int]], batch_size: int, pad_id: int, rng: random.Random
+    docs: list[Doc], batch_size: int, pad_id: int, rng: random.Random
 ) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-    """Shuffle, bucket by length (little padding), right-pad; labels are -100 on padding."""
+    """Shuffle, bucket by length (little padding), right-pad; labels are -100 on padding and
+    on masked prompts."""
     order = list(range(len(docs)))
     rng.shuffle(order)
     chunk = batch_size * 32
     batches = []
     for start in range(0, len(order), chunk):
-        group = sorted(order[start : start + chunk], key=lambda i: len(docs[i]))
+        group = sorted(order[start : start + chunk], key=lambda i: len(docs[i].ids))
         for b in range(0, len(group), batch_size):
             seqs = [docs[i] for i in group[b : b + batch_size]]
-            width = max(len(s) for s in seqs)
+            width = max(len(s.ids) for s in seqs)
             ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
             mask = torch.zeros((len(seqs), width), dtype=torch.long)
+            labels = torch.full((len(seqs), width), -100, dtype=torch.long)
             for row, seq in enumerate(seqs):
-                ids[row, : len(seq)] = torch.tensor(seq)
-                mask[row, : len(seq)] = 1
-            labels = ids.masked_fill(mask == 0, -100)
+                ids[row, : len(seq.ids)] = torch.tensor(seq.ids)
+                mask[row, : len(seq.ids)] = 1
+                labels[row, seq.masked : len(seq.ids)] = ids[row, seq.masked : len(seq.ids)]
             batches.append((ids, mask, labels))
     rng.shuffle(batches)
     return batches
@@ -165,7 +230,7 @@ def make_batches(
 
 def pretrain(
     model: Qwen2ForCausalLM,
-    docs: list[list[int]],
+    docs: list[Doc],
     pad_id: int,
     epochs: int,
     batch_size: int,
@@ -220,22 +285,33 @@ MODEL_README = """# gpt-service demo model
 
 A **tiny, randomly initialised then pretrained** `Qwen2ForCausalLM` ({params:,} parameters,
 hidden {hidden}, {layers} layers, {heads} heads / {kv} KV heads, vocab {vocab}) bundled so the
-service, its tests and its LoRA demo work offline on CPU. It only knows a few dozen Chinese and
-English question/answer topics (greetings, AI, machine learning, Python, poems, LoRA, ...) plus
-"repeat after me" copying. It is not useful for anything else.
+service, its tests and its LoRA demo work offline on CPU. It knows a few dozen Chinese and
+English question/answer topics (greetings, AI, machine learning, Python, poems, LoRA, ...) and
+"repeat after me" copying of short sentences; it has also seen small instruction tasks over
+every common Chinese character (copy, reverse, reorder, wrap, add a prefix/suffix/punctuation,
+join/split, translate word lists, digits <-> Chinese numerals, answer templates), which give
+each character context, but at this size and training budget it does not perform them on
+arbitrary characters. LoRA teaches it new tasks over sentences like those of its corpus
+(`demo_data/`). It is not useful for anything else.
 
 - Tokenizer: byte-level BPE (`tokenizers`) with the Qwen2 pre-tokenizer and NFC normaliser
   (transformers 5 rebuilds it as `Qwen2Tokenizer`; 4.x reads `tokenizer.json`: same ids), so
-  any NFC text round-trips; characters unseen in the corpus become 2-4 byte-level tokens.
-  Special tokens `<|endoftext|>` (pad), `<|im_start|>`, `<|im_end|>` (eos); Qwen-style chat
-  template without a default system message.
-- Training data: `scripts/demo_corpus.py` (templates and hand-written facts, seed {seed}); each
-  pair appears as raw text `question\\nanswer<|endoftext|>` and as a chat conversation.
+  any NFC text round-trips. Every GB 2312 level-1 character (3,755, from the codec) and the
+  CJK punctuation are single tokens, as are ASCII letters, digits and punctuation (bytes);
+  merges never cross a Chinese character, so Chinese text is one token per character, and
+  English words are merged. Rarer characters become 2-4 byte-level tokens. Special tokens
+  `<|endoftext|>` (pad), `<|im_start|>`, `<|im_end|>` (eos); Qwen-style chat template without
+  a default system message.
+- Training data: `scripts/demo_corpus.py` and `scripts/demo_tasks.py` (templates, hand-written
+  facts and character tasks, seed {seed}; every level-1 character is seen in context at least
+  {min_seen} times). Topic pairs appear as raw text `question\\nanswer<|endoftext|>` and as a
+  chat conversation, task pairs as one of the two. The two LoRA demo tasks of `demo_data/`
+  are kept out of it (the build checks it).
 - Training: {epochs} epochs, AdamW lr {lr}, batch {batch}, final loss {loss:.3f}, about
   {minutes:.1f} min on {threads} CPU threads. Weights are float32 safetensors.
 - Generation stops at `<|im_end|>` or `<|endoftext|>` (see `generation_config.json`).
 
-Rebuild (also regenerates `demo_data/`):
+Rebuild (also regenerates `demo_data/`; fixed seeds and thread count):
 
 ```
 python scripts/build_demo_model.py
@@ -248,9 +324,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--data-out", type=Path, default=demo_corpus.DEFAULT_DATA_DIR)
     parser.add_argument("--seed", type=int, default=demo_corpus.SEED)
-    parser.add_argument("--epochs", type=int, default=16)
+    parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--limit-docs", type=int, default=0, help="smoke runs only: train on N")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     start = time.perf_counter()
@@ -260,14 +337,19 @@ def main() -> None:
 
     pairs = demo_corpus.build_corpus(args.seed)
     demo_corpus.write_demo_data(args.data_out, args.seed)
-    tokenizer = train_tokenizer([f"{qa.question}\n{qa.answer}" for qa in pairs])
+    tokenizer = train_tokenizer(
+        [f"{qa.question}\n{qa.answer}" for qa in pairs], single_token_chars()
+    )
     docs = build_documents(pairs, tokenizer, random.Random(args.seed))
+    check_coverage(tokenizer, docs)
+    if args.limit_docs:
+        docs = docs[: args.limit_docs]
     logger.info(
         "vocab %d, %d pairs -> %d documents, %d tokens",
         len(tokenizer),
         len(pairs),
         len(docs),
-        sum(map(len, docs)),
+        sum(len(d.ids) for d in docs),
     )
 
     eot_id, im_end_id = tokenizer.convert_tokens_to_ids([EOT, IM_END])
@@ -312,6 +394,7 @@ def main() -> None:
             lr=args.lr,
             batch=args.batch_size,
             loss=loss,
+            min_seen=MIN_SEEN,
             minutes=minutes,
             threads=torch.get_num_threads(),
         ),

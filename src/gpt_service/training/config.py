@@ -19,7 +19,7 @@ MODULE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]{0,127}$")
 SCHEDULERS = Literal["linear", "cosine", "constant", "constant_with_warmup"]
 
 # Defaults tuned on the bundled demo task (demo_data/): they teach the demo model its task in
-# well under a minute on 2 CPU cores (held-out exact match 0% -> 85-91%; rank 8: ~38%).
+# well under a minute on 2 CPU cores (held-out exact match 0% -> ~81% on meow, ~71% on note).
 # Models of billions of parameters usually want a learning rate of 1e-4 to 2e-4.
 DEFAULT_EPOCHS = 3
 DEFAULT_BATCH_SIZE = 8
