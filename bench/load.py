@@ -130,7 +130,8 @@ async def run_clients(
     async with _session(clients, url) as session:
 
         async def worker(index: int) -> None:
-            await asyncio.sleep(rng.uniform(0, 0.5))  # arrivals spread over time
+            # Arrivals spread over time (one client starts at once: its wall time is all work).
+            await asyncio.sleep(rng.uniform(0, 0.5) if clients > 1 else 0.0)
             for j in range(requests_per_client):
                 prompt = prompts[(index * requests_per_client + j) % len(prompts)]
                 await _one_request(session, url, prompt, new_tokens, result)
