@@ -203,10 +203,11 @@ def test_bad_parameters_are_bad_requests(client: OpenAI):
     with pytest.raises(openai.BadRequestError) as error:
         client.chat.completions.create(model="tiny", messages=CHAT, temperature=5)
     assert error.value.param == "temperature" and error.value.type == "invalid_request_error"
-    tool = {"type": "function", "function": {"name": "f", "parameters": {}}}
     with pytest.raises(openai.BadRequestError) as error:
-        client.chat.completions.create(model="tiny", messages=CHAT, tools=[tool])
-    assert error.value.param == "tools" and "not supported" in error.value.message
+        client.chat.completions.create(
+            model="tiny", messages=CHAT, functions=[{"name": "f", "parameters": {}}]
+        )
+    assert error.value.param == "functions" and "not supported" in error.value.message
     with pytest.raises(openai.BadRequestError) as error:
         client.completions.create(model="tiny", prompt="x", echo=True)
     assert error.value.param == "echo"

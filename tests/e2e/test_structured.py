@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import jsonschema
@@ -15,7 +16,7 @@ from openai import AsyncOpenAI, OpenAI
 from pydantic import BaseModel, Field
 
 from tests.server import RunningServer, start_server
-from tests.tiny_models import save_llama
+from tests.tiny_models import TINY_SHAPE, build_tokenizer
 
 MODELS = ["demo", "tiny"]
 SAMPLED = {"temperature": 0.9, "top_p": 1.0}
@@ -64,10 +65,26 @@ class Person(BaseModel):
     city: str
 
 
+def save_long_llama(path: Path) -> None:
+    """The tiny random Llama, with room for a prompt that lists tools."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    tokenizer = build_tokenizer()
+    shape = {**TINY_SHAPE, "max_position_embeddings": 2048}
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), **shape, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, bos_token_id=None,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+
+
 @pytest.fixture(scope="module")
 def structured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
     data_dir = tmp_path_factory.mktemp("structured-data")
-    save_llama(data_dir / "models" / "tiny")
+    save_long_llama(data_dir / "models" / "tiny")
     with start_server(data_dir) as server:  # the demo model is the current one
         load = {"model_name": "tiny", "model_path": "models/tiny"}
         httpx.post(f"{server.url}/models/load", json=load, timeout=120).raise_for_status()
@@ -174,3 +191,91 @@ async def test_constrained_and_free_rows_share_the_engine(structured_server: Run
         else:
             assert text is not None
     await client.close()
+
+
+WEATHER = {
+    "type": "object",
+    "properties": {
+        "city": CITY,
+        "days": {"type": "integer", "minimum": 1, "maximum": 7},
+        "detailed": {"type": "boolean"},
+    },
+    "required": ["city", "days", "detailed"],
+    "additionalProperties": False,
+}
+ADD = {
+    "type": "object",
+    "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+    "required": ["a", "b"],
+    "additionalProperties": False,
+}
+TOOLS = [
+    {"type": "function", "function": {"name": "get_weather", "description": "天气", "parameters": WEATHER}},
+    {"type": "function", "function": {"name": "add", "parameters": ADD}},
+]  # fmt: skip
+PARAMS = {"get_weather": WEATHER, "add": ADD}
+ASK = [{"role": "user", "content": "北京天气怎么样？"}]
+
+
+def _check_calls(calls) -> None:
+    assert calls
+    for call in calls:
+        assert call.id.startswith("call_") and call.type == "function"
+        jsonschema.validate(json.loads(call.function.arguments), PARAMS[call.function.name])
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("choice", ["required", "named"])
+def test_forced_tool_calls_validate(client: OpenAI, model: str, choice: str) -> None:
+    tool_choice = (
+        "required" if choice == "required" else {"type": "function", "function": {"name": "add"}}
+    )
+    reply = client.chat.completions.create(
+        model=model, messages=ASK, tools=TOOLS, tool_choice=tool_choice, max_tokens=200, n=2,
+        **SAMPLED,
+    )  # fmt: skip
+    for c in reply.choices:
+        _check_calls(c.message.tool_calls)
+        assert c.finish_reason == ("tool_calls" if choice == "required" else "stop")
+        if choice == "named":
+            assert [t.function.name for t in c.message.tool_calls] == ["add"]
+    stream = client.chat.completions.create(
+        model=model, messages=ASK, tools=TOOLS, tool_choice=tool_choice, max_tokens=200,
+        stream=True, **SAMPLED,
+    )  # fmt: skip
+    calls: dict[int, dict] = {}
+    finish = None
+    for chunk in stream:
+        choice0 = chunk.choices[0]
+        finish = choice0.finish_reason or finish
+        for delta in choice0.delta.tool_calls or []:
+            entry = calls.setdefault(delta.index, {"id": delta.id, "name": "", "args": ""})
+            entry["name"] += delta.function.name or ""
+            entry["args"] += delta.function.arguments or ""
+    assert calls and all(c["id"] for c in calls.values())
+    for entry in calls.values():
+        jsonschema.validate(json.loads(entry["args"]), PARAMS[entry["name"]])
+    assert finish == ("tool_calls" if choice == "required" else "stop")
+
+
+def test_tool_history_is_rendered_and_auto_answers(client: OpenAI) -> None:
+    history = [
+        *ASK,
+        {"role": "assistant", "content": None, "tool_calls": [{
+            "id": "call_1", "type": "function",
+            "function": {"name": "get_weather", "arguments": '{"city": "北京", "days": 1, "detailed": false}'},
+        }]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "晴，25度"},
+    ]  # fmt: skip
+    for tool_choice in ("auto", "none"):
+        reply = client.chat.completions.create(
+            model="tiny", messages=history, tools=TOOLS, tool_choice=tool_choice, max_tokens=30
+        )
+        message = reply.choices[0].message
+        assert message.content is not None or message.tool_calls
+    with pytest.raises(openai.BadRequestError) as error:
+        client.chat.completions.create(
+            model="tiny", messages=ASK, tools=TOOLS, max_tokens=30,
+            tool_choice={"type": "function", "function": {"name": "nope"}},
+        )  # fmt: skip
+    assert "nope" in error.value.message

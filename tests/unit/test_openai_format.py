@@ -65,7 +65,8 @@ def test_sampling_params_per_choice():
 @pytest.mark.parametrize(
     ("cls", "body", "param"),
     [
-        (ChatCompletionRequest, {"messages": CHAT, "tools": [{"type": "function"}]}, "tools"),
+        (ChatCompletionRequest, {"messages": CHAT, "tools": [{"type": "function"}]}, "tools.0.function"),
+        (ChatCompletionRequest, {"messages": CHAT, "functions": [{"name": "f"}]}, "functions"),
         (ChatCompletionRequest, {"messages": CHAT, "response_format": {"type": "xml"}}, "response_format.type"),
         (ChatCompletionRequest, {"messages": CHAT, "response_format": {"type": "json_schema"}}, "response_format"),
         (ChatCompletionRequest, {"messages": CHAT, "top_logprobs": 2}, "top_logprobs"),

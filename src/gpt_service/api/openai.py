@@ -22,7 +22,6 @@ from gpt_service.api.openai_format import (
     ERROR_RESPONSES,
     ChatChoice,
     ChatCompletionResponse,
-    ChatMessageOut,
     CompletionChoice,
     CompletionResponse,
     EmbeddingData,
@@ -50,6 +49,7 @@ from gpt_service.api.openai_stream import (
     close_streams,
     completion_events,
 )
+from gpt_service.api.openai_tools import chat_finish, chat_message
 from gpt_service.config import Settings
 from gpt_service.engine.types import Completion
 from gpt_service.errors import InvalidRequest, ModelNotFound
@@ -222,31 +222,34 @@ async def chat_completions(
     _check_num_sequences(body.n, settings)
     max_tokens = _max_tokens(body.max_completion_tokens or body.max_tokens, settings)
     messages = body.engine_messages()
-    constraint = body.response_format.constraint() if body.response_format else None
+    plan = body.tool_plan()
+    constraint = body.constraint(plan)
     jobs = [
         GenerationJob(
             body.sampling(max_tokens, body.num_logprobs, i, constraint),
             body.model,
             messages=messages,
+            tool_plan=plan,
         )
         for i in range(body.n)
     ]
     if body.stream:
         streams, name = await _open_streams(service, jobs)
         meta = StreamMeta(
-            new_id("chatcmpl"), now(), name, body.n, body.include_usage, body.logprobs
+            new_id("chatcmpl"), now(), name, body.n, body.include_usage, body.logprobs, plan
         )
         return _sse(chat_events(streams, meta))
     outcomes = await _complete_all(service, jobs)
-    choices = [
-        ChatChoice(
+    choices = []
+    for k, (c, _) in enumerate(outcomes):
+        message = chat_message(c.text, plan)
+        choice = ChatChoice(
             index=k,
-            message=ChatMessageOut(content=c.text),
+            message=message,
             logprobs=chat_logprobs(c.logprobs) if body.logprobs else None,
-            finish_reason=finish_reason(c.finish_reason) or "stop",
+            finish_reason=chat_finish(c.finish_reason, plan, bool(message.tool_calls)),
         )
-        for k, (c, _) in enumerate(outcomes)
-    ]
+        choices.append(choice)
     return ChatCompletionResponse(
         id=new_id("chatcmpl"),
         created=now(),

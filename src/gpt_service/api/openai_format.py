@@ -193,17 +193,39 @@ def chat_logprobs(items: list[TokenLogprob]) -> ChatLogprobs:
     return ChatLogprobs(content=content)
 
 
+class FunctionCallOut(BaseModel):
+    name: str
+    arguments: str  # JSON text
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCallOut
+
+
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
     refusal: str | None = None
+    tool_calls: list[ToolCallOut] | None = None
+
+    @model_serializer(mode="wrap")
+    def _tool_calls_when_present(self, handler: Any) -> dict[str, Any]:
+        data = handler(self)
+        if not self.tool_calls:
+            data.pop("tool_calls", None)
+        return data
+
+
+ChatFinish = Literal["stop", "length", "tool_calls"]
 
 
 class ChatChoice(BaseModel):
     index: int
     message: ChatMessageOut
     logprobs: ChatLogprobs | None = None
-    finish_reason: Literal["stop", "length"]
+    finish_reason: ChatFinish
 
 
 class ChatCompletionResponse(BaseModel):
@@ -216,21 +238,54 @@ class ChatCompletionResponse(BaseModel):
     usage: Usage
 
 
+class FunctionDelta(BaseModel):
+    name: str | None = None
+    arguments: str = ""
+
+    @model_serializer
+    def _name_when_known(self) -> dict[str, Any]:
+        return (
+            {"name": self.name, "arguments": self.arguments}
+            if self.name
+            else {"arguments": self.arguments}
+        )
+
+
+class ToolCallDelta(BaseModel):
+    """The first delta of a call carries id, type and name; later ones argument text."""
+
+    index: int
+    id: str | None = None
+    function: FunctionDelta
+
+    @model_serializer
+    def _start_or_more(self) -> dict[str, Any]:
+        head = {"index": self.index}
+        if self.id:
+            head |= {"id": self.id, "type": "function"}
+        return {**head, "function": self.function.model_dump()}
+
+
 class ChatDelta(BaseModel):
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallDelta] | None = None
 
     @model_serializer
     def _without_nulls(self) -> dict[str, Any]:
         # OpenAI sends only the fields a delta changes; the final delta is ``{}``.
-        return {k: v for k, v in (("role", self.role), ("content", self.content)) if v is not None}
+        fields = (("role", self.role), ("content", self.content))
+        data: dict[str, Any] = {k: v for k, v in fields if v is not None}
+        if self.tool_calls:
+            data["tool_calls"] = [call.model_dump() for call in self.tool_calls]
+        return data
 
 
 class ChatChunkChoice(BaseModel):
     index: int
     delta: ChatDelta
     logprobs: ChatLogprobs | None = None
-    finish_reason: Literal["stop", "length"] | None = None
+    finish_reason: ChatFinish | None = None
 
 
 class ChatCompletionChunk(BaseModel):

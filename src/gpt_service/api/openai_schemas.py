@@ -2,7 +2,7 @@
 
 Harmless unknown fields (``user``, ``metadata``, ``store``...) are ignored, as OpenAI-style
 servers do; fields that would change the answer in a way this server cannot honour
-(``tools``, ``response_format`` other than text, ``echo``, ``suffix``, ``logit_bias``...)
+(legacy ``functions``, ``echo``, ``suffix``, ``logit_bias``...)
 are refused with a 400 that names them, so a client never gets a silently wrong answer.
 """
 
@@ -20,10 +20,17 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from gpt_service.api.openai_structured import (
+    NamedToolChoice,
+    ResponseFormat,
+    ToolCallIn,
+    ToolDef,
+    tool_arguments,
+)
 from gpt_service.engine.types import Constraint, SamplingParams
+from gpt_service.errors import InvalidRequest
 from gpt_service.schema_base import LogsUnknownFields
-
-JSON_OBJECT: dict[str, Any] = {"type": "object"}
+from gpt_service.services.structured import Function, ToolPlan, plan_tools
 
 MAX_STOP_STRINGS = 16
 MAX_TOP_LOGPROBS = 20
@@ -121,36 +128,6 @@ class SamplingRequest(LogsUnknownFields):
         )
 
 
-class JsonSchemaFormat(BaseModel):
-    model_config = ConfigDict(extra="ignore", populate_by_name=True)
-    name: str = Field("response", max_length=64)
-    description: str | None = None
-    schema_: dict[str, Any] | None = Field(None, alias="schema")
-    strict: bool | None = None
-
-
-class ResponseFormat(BaseModel):
-    """``text``, ``json_object`` (any JSON object) or ``json_schema`` (output valid against
-    the schema, enforced token by token by the engine's grammar)."""
-
-    model_config = ConfigDict(extra="ignore")
-    type: Literal["text", "json_object", "json_schema"] = "text"
-    json_schema: JsonSchemaFormat | None = None
-
-    @model_validator(mode="after")
-    def _schema_given(self) -> ResponseFormat:
-        if self.type == "json_schema" and self.json_schema is None:
-            raise PydanticCustomError("missing", "json_schema is required with type json_schema")
-        return self
-
-    def constraint(self) -> Constraint | None:
-        if self.type == "json_object":
-            return Constraint.json_schema(JSON_OBJECT)
-        if self.type == "json_schema" and self.json_schema is not None:
-            return Constraint.json_schema(self.json_schema.schema_ or JSON_OBJECT)
-        return None
-
-
 class CompletionRequest(SamplingRequest):
     prompt: str | list[str] | list[int] | list[list[int]] = Field(
         ..., description="a string, a list of strings, token ids, or a list of token-id lists"
@@ -223,7 +200,8 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[ContentPart] | None = None
     name: str | None = None
-    tool_calls: list[Any] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_call_id: str | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -235,20 +213,28 @@ class ChatMessage(BaseModel):
                 raise unsupported("only text", what=f"content part type '{kind}'")
         return value
 
-    @field_validator("tool_calls")
-    @classmethod
-    def _no_tool_calls(cls, value: list[Any] | None) -> list[Any] | None:
-        if value:
-            raise unsupported("no tool calling")
-        return value
-
-    def to_engine(self) -> dict[str, str]:
-        """A plain ``{"role", "content"}`` for the chat template ("developer" is a system role)."""
+    def to_engine(self) -> dict[str, Any]:
+        """The message as chat templates take it ("developer" is a system role; tool-call
+        arguments as objects, which is what templates print with ``tojson``)."""
         content = self.content
         if isinstance(content, list):
             content = "".join(part.text or "" for part in content)
         role = "system" if self.role == "developer" else self.role
-        return {"role": role, "content": content or ""}
+        message: dict[str, Any] = {"role": role, "content": content or ""}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": call.function.name, "arguments": tool_arguments(call)},
+                }
+                for call in self.tool_calls
+            ]
+        if self.role == "tool":
+            message["tool_call_id"] = self.tool_call_id or ""
+            if self.name:
+                message["name"] = self.name
+        return message
 
 
 class ChatCompletionRequest(SamplingRequest):
@@ -258,25 +244,26 @@ class ChatCompletionRequest(SamplingRequest):
     logprobs: bool = False
     top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
     response_format: ResponseFormat | None = None
-    tools: list[Any] | None = None
-    tool_choice: Any = None
+    tools: list[ToolDef] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool = True
     functions: list[Any] | None = None
     function_call: Any = None
     audio: Any = None
     modalities: list[str] | None = None
 
-    @field_validator("tools", "functions")
+    @field_validator("functions")
     @classmethod
-    def _no_tools(cls, value: list[Any] | None) -> list[Any] | None:
+    def _no_functions(cls, value: list[Any] | None) -> list[Any] | None:
         if value:
-            raise unsupported("no tool calling")
+            raise unsupported("use tools")
         return value
 
-    @field_validator("tool_choice", "function_call")
+    @field_validator("function_call")
     @classmethod
-    def _no_tool_choice(cls, value: Any) -> Any:
+    def _no_function_call(cls, value: Any) -> Any:
         if value not in (None, "none", "auto"):
-            raise unsupported("no tool calling")
+            raise unsupported("use tool_choice")
         return value
 
     @field_validator("audio")
@@ -304,8 +291,29 @@ class ChatCompletionRequest(SamplingRequest):
     def num_logprobs(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
 
-    def engine_messages(self) -> list[dict[str, str]]:
+    def engine_messages(self) -> list[dict[str, Any]]:
         return [m.to_engine() for m in self.messages]
+
+    def tool_plan(self) -> ToolPlan | None:
+        functions = [
+            Function(t.function.name, t.function.description, t.function.parameters)
+            for t in self.tools or []
+        ]
+        choice = self.tool_choice
+        forced = choice.function.name if isinstance(choice, NamedToolChoice) else None
+        plain = None if isinstance(choice, NamedToolChoice) else choice
+        return plan_tools(functions, plain, forced, self.parallel_tool_calls)
+
+    def constraint(self, plan: ToolPlan | None) -> Constraint | None:
+        """The grammar of this request: a forced tool call's, or the response format's."""
+        forced = plan.constraint() if plan is not None else None
+        own = self.response_format.constraint() if self.response_format else None
+        if forced is not None and own is not None:
+            raise InvalidRequest(
+                "response_format: cannot be combined with tool_choice 'required' or a named "
+                "function (the call's arguments follow the function's parameters)"
+            )
+        return forced or own
 
 
 class EmbeddingRequest(LogsUnknownFields):

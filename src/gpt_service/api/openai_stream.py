@@ -28,7 +28,9 @@ from gpt_service.api.openai_format import (
     finish_reason,
     openai_error,
 )
+from gpt_service.api.openai_tools import chat_finish, split_events
 from gpt_service.engine.types import FinishReason, StreamDelta, TokenLogprob
+from gpt_service.services.structured import ToolPlan
 
 Streams = list[AsyncIterator[StreamDelta]]
 Event = dict[str, str]
@@ -113,6 +115,7 @@ class StreamMeta:
     n: int  # choices per prompt: prompt i owns choices i*n .. i*n+n-1
     include_usage: bool
     with_logprobs: bool
+    tool_plan: ToolPlan | None = None
 
 
 async def _events(
@@ -148,14 +151,33 @@ def chat_events(streams: Streams, meta: StreamMeta) -> AsyncIterator[Event]:
             id=meta.id, created=meta.created, model=meta.model, choices=choices, usage=usage
         )
 
+    plan = meta.tool_plan
+    parsers = [plan.parser() if plan else None for _ in streams]
+    has_calls = [False] * len(streams)
+
+    def delta(u: ChoiceUpdate) -> ChatDelta:
+        parser = parsers[u.index]
+        if parser is None:
+            return ChatDelta(content=u.text or None)
+        events = parser.feed(u.text) + (parser.finish() if u.finish_reason else [])
+        content, calls = split_events(events)
+        has_calls[u.index] |= bool(calls)
+        return ChatDelta(content=content or None, tool_calls=calls or None)
+
     def render(u: ChoiceUpdate) -> ChatCompletionChunk | None:
         if not (u.text or u.logprobs or u.finish_reason):
             return None
+        choice_delta = delta(u)
+        reason = None
+        if u.finish_reason:
+            reason = chat_finish(u.finish_reason, plan, has_calls[u.index])
+        elif choice_delta.content is None and not choice_delta.tool_calls and not u.logprobs:
+            return None  # text held back by the tool-call parser
         choice = ChatChunkChoice(
             index=u.index,
-            delta=ChatDelta(content=u.text or None),
+            delta=choice_delta,
             logprobs=chat_logprobs(u.logprobs) if meta.with_logprobs and u.logprobs else None,
-            finish_reason=finish_reason(u.finish_reason),
+            finish_reason=reason,
         )
         return chunk([choice])
 

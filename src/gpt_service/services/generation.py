@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gpt_service.engine.types import Completion, SamplingParams, StreamDelta
 from gpt_service.errors import InvalidRequest, Unavailable
+from gpt_service.services.structured import ToolPlan, prepare_messages
 
 if TYPE_CHECKING:
     from gpt_service.engine.registry import ModelRegistry, ServedModel
@@ -33,7 +34,7 @@ class GenerationJob:
     model_name: str | None = None
     prompt: str | None = None
     messages: list[dict[str, Any]] | None = None
-    tools: list[dict[str, Any]] | None = None  # function definitions for the chat template
+    tool_plan: ToolPlan | None = None  # chat with tools: rendered, parsed (or forced)
     prompt_ids: list[int] | None = None
     use_ollama: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,7 +70,17 @@ class GenerationService:
         self._check_params(job.params)
         model, adapter = self.registry.resolve(job.model_name)
         prompt_ids = None if job.prompt_ids is None else check_token_ids(job.prompt_ids, model)
-        request = model.prepare(job.prompt, job.messages, prompt_ids, job.tools)
+        messages, tools = job.messages, None
+        if messages is not None:
+            # A local model renders tools with its own template (and we parse its format); a
+            # remote engine gets the OpenAI definitions as they are.
+            tokenizer = getattr(model, "tokenizer", None)
+            if tokenizer is not None:
+                template = getattr(tokenizer, "chat_template", None)
+                messages, tools = prepare_messages(messages, job.tool_plan, template)
+            elif job.tool_plan is not None:
+                tools = job.tool_plan.template_tools()
+        request = model.prepare(job.prompt, messages, prompt_ids, tools)
         return Prepared(model, adapter, request)
 
     async def prepare_checked(self, job: GenerationJob) -> Prepared:
@@ -92,7 +103,7 @@ class GenerationService:
 
     def _check_ollama(self, job: GenerationJob) -> None:
         self._check_params(job.params)
-        if job.params.constraint is not None or job.tools:
+        if job.params.constraint is not None or job.tool_plan is not None:
             raise InvalidRequest(
                 "response_format and tools are not supported with use_ollama (local models only)"
             )

@@ -1,0 +1,131 @@
+"""The tool-call parsers on fixed model outputs, whole and streamed split at every point."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from gpt_service.errors import InvalidRequest
+from gpt_service.services.structured import Function, plan_tools, prepare_messages
+from gpt_service.services.tool_calls import (
+    HermesParser,
+    detect_format,
+    fold,
+    make_parser,
+    parse_text,
+)
+
+NAMES = {"get_weather", "add"}
+WEATHER = {"city": "北京", "unit": "celsius"}
+
+CASES = [
+    # (format, model output, expected content, expected calls)
+    (
+        "hermes",
+        '好的，我来查。<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京", "unit": "celsius"}}\n</tool_call>',
+        "好的，我来查。",
+        [("get_weather", WEATHER)],
+    ),
+    (
+        "hermes",
+        '<tool_call>\n{"name": "add", "arguments": {"a": 1, "b": 2}}\n</tool_call>\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京", "unit": "celsius"}}\n</tool_call>',
+        "\n",
+        [("add", {"a": 1, "b": 2}), ("get_weather", WEATHER)],
+    ),
+    ("hermes", "没有工具调用，只是 <tool 文本 < 和 >。", "没有工具调用，只是 <tool 文本 < 和 >。", []),
+    (  # an unknown function stays text
+        "hermes",
+        '<tool_call>{"name": "nope", "arguments": {}}</tool_call>',
+        '<tool_call>{"name": "nope", "arguments": {}}</tool_call>',
+        [],
+    ),
+    (
+        "llama3_json",
+        '{"name": "get_weather", "parameters": {"city": "北京", "unit": "celsius"}}',
+        "",
+        [("get_weather", WEATHER)],
+    ),
+    (
+        "llama3_json",
+        '<|python_tag|>{"name": "add", "parameters": {"a": 1, "b": 2}}; {"name": "add", "parameters": {"a": 3, "b": 4}}',
+        "",
+        [("add", {"a": 1, "b": 2}), ("add", {"a": 3, "b": 4})],
+    ),
+    ("llama3_json", "北京今天晴。{不是JSON", "北京今天晴。{不是JSON", []),
+    ("llama3_json", "{broken json", "{broken json", []),
+    (
+        "mistral",
+        '[TOOL_CALLS][{"name": "get_weather", "arguments": {"city": "北京", "unit": "celsius"}}, {"name": "add", "arguments": {"a": 1, "b": 2}}]',
+        "",
+        [("get_weather", WEATHER), ("add", {"a": 1, "b": 2})],
+    ),
+    (  # [TOOL_CALLS] is a special token the detokenizer skips
+        "mistral",
+        ' [{"name": "add", "arguments": {"a": 1, "b": 2}}]',
+        "",
+        [("add", {"a": 1, "b": 2})],
+    ),
+    ("mistral", "[1] 是一个列表。", "[1] 是一个列表。", []),
+]
+
+
+def _calls(parsed) -> list[tuple[str, dict]]:
+    return [(c.name, json.loads(c.arguments)) for c in parsed.calls]
+
+
+@pytest.mark.parametrize(("fmt", "text", "content", "calls"), CASES)
+def test_parsers_whole_and_split_at_every_point(fmt, text, content, calls):
+    whole = parse_text(make_parser("auto", fmt, NAMES, None), text)
+    assert whole.content == content and _calls(whole) == calls
+    for cut in range(len(text) + 1):
+        parser = make_parser("auto", fmt, NAMES, None)
+        events = parser.feed(text[:cut]) + parser.feed(text[cut:]) + parser.finish()
+        split = fold(events)
+        assert (split.content, _calls(split)) == (content, calls), cut
+
+
+def test_streaming_one_character_at_a_time_releases_content_early():
+    parser = HermesParser(NAMES)
+    out = [parser.feed(ch) for ch in "你好<tool"]
+    assert fold(out[0] + out[1]).content == "你好"  # not held back: it cannot start the tag
+    assert all(not e for e in out[2:])  # "<tool" might be the tag: held
+
+
+def test_forced_outputs():
+    named = make_parser("named", "hermes", NAMES, "add")
+    events = named.feed('{"a": ') + named.feed("1}") + named.finish()
+    assert _calls(fold(events)) == [("add", {"a": 1})]
+    assert len({e.id for e in events if hasattr(e, "id")}) == 1
+    required = make_parser("required", "hermes", NAMES, None)
+    text = '[{"name": "add", "arguments": {"a": 1}}, {"name": "get_weather", "arguments": {}}]'
+    assert _calls(parse_text(required, text)) == [("add", {"a": 1}), ("get_weather", {})]
+
+
+def test_format_detection_from_templates():
+    assert detect_format("{% for m in messages %}<tool_call>{{ m }}</tool_call>") == "hermes"
+    assert detect_format("[AVAILABLE_TOOLS]{{ tools }}[TOOL_CALLS]") == "mistral"
+    assert detect_format('<|python_tag|>{"name": ...') == "llama3_json"
+    assert detect_format("{{ '<|im_start|>' + m['content'] }}") == "hermes"
+    assert detect_format(None) == "hermes"
+
+
+def test_plans_and_messages_for_templates_without_tools():
+    weather = Function("get_weather", "天气", {"type": "object", "properties": {}})
+    plan = plan_tools([weather], "required", None, parallel=False)
+    assert plan.calls_schema()["maxItems"] == 1
+    with pytest.raises(InvalidRequest, match="not among the tools"):
+        plan_tools([weather], None, "other", True)
+    history = [
+        {"role": "user", "content": "天气?"},
+        {"role": "assistant", "content": "", "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "北京"}}}
+        ]},
+        {"role": "tool", "content": "晴", "tool_call_id": "c1"},
+    ]  # fmt: skip
+    messages, tools = prepare_messages(history, plan, "{{ m['content'] }}")
+    assert tools is None and messages[0]["role"] == "system"
+    assert "get_weather" in messages[0]["content"]
+    assert '"city": "北京"' in messages[2]["content"] and messages[3]["content"] == "晴"
+    messages, tools = prepare_messages(history, plan, "{{ tools }} <tool_call>")
+    assert messages == history and tools[0]["function"]["name"] == "get_weather"
