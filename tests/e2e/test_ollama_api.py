@@ -181,7 +181,8 @@ def test_errors_have_ollama_shape(oc: ollama.Client, api_server: RunningServer):
         ("/api/generate", {"prompt": "no model named"}),
         ("/api/chat", {"model": MODEL, "messages": [{"role": "robot", "content": "x"}]}),
         ("/api/generate", {"model": MODEL, "prompt": "x", "options": {"temperature": "hot"}}),
-        ("/api/generate", {"model": MODEL, "prompt": "x", "format": "json"}),
+        ("/api/generate", {"model": MODEL, "prompt": "x", "format": "xml"}),
+        ("/api/chat", {"model": MODEL, "messages": [{"role": "user", "content": "x"}], "format": {"type": "nope"}}),
         ("/api/generate", {"model": MODEL, "prompt": "x", "context": [10**9]}),
     ]:
         r = httpx.post(f"{url}{path}", json=body)

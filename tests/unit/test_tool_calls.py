@@ -129,3 +129,53 @@ def test_plans_and_messages_for_templates_without_tools():
     assert '"city": "北京"' in messages[2]["content"] and messages[3]["content"] == "晴"
     messages, tools = prepare_messages(history, plan, "{{ tools }} <tool_call>")
     assert messages == history and tools[0]["function"]["name"] == "get_weather"
+
+
+HERMES_OUTPUT = '先查一下。<tool_call>\n{"name": "get_weather", "arguments": {"city": "北京"}}\n</tool_call>'
+
+
+async def _engine_stream(pieces: list[str]):
+    from gpt_service.engine.types import StreamDelta
+
+    for piece in pieces:
+        yield StreamDelta(text=piece, token_ids=[1])
+    yield StreamDelta(finish_reason="stop", prompt_tokens=3, completion_tokens=len(pieces))
+
+
+def _pieces(size: int) -> list[str]:
+    return [HERMES_OUTPUT[i : i + size] for i in range(0, len(HERMES_OUTPUT), size)]
+
+
+async def test_openai_chunks_carry_tool_call_deltas_the_sdk_accumulates():
+    from openai.lib.streaming.chat._completions import ChatCompletionStreamState
+    from openai.types.chat import ChatCompletionChunk
+
+    from gpt_service.api.openai_stream import StreamMeta, chat_events
+
+    plan = plan_tools([Function("get_weather")], "auto", None, True)
+    for size in (1, 3, 7, 100):
+        meta = StreamMeta("chatcmpl-x", 1, "m", 1, False, False, plan)
+        state = ChatCompletionStreamState()
+        async for event in chat_events([_engine_stream(_pieces(size))], meta):
+            if event["data"] != "[DONE]":
+                state.handle_chunk(ChatCompletionChunk.model_validate_json(event["data"]))
+        choice = state.get_final_completion().choices[0]
+        assert choice.finish_reason == "tool_calls" and choice.message.content == "先查一下。"
+        (call,) = choice.message.tool_calls
+        assert call.id.startswith("call_") and call.function.name == "get_weather"
+        assert json.loads(call.function.arguments) == {"city": "北京"}
+
+
+async def test_ollama_objects_carry_tool_calls():
+    import time
+
+    from gpt_service.api.ollama_stream import Turn, collect, run
+
+    plan = plan_tools([Function("get_weather")], "auto", None, True)
+    for size in (1, 5, 100):
+        turn = Turn("m", True, time.perf_counter(), tool_plan=plan)
+        final = await collect(run(turn, _engine_stream(_pieces(size))), is_chat=True)
+        assert final["message"]["content"] == "先查一下。"
+        assert final["message"]["tool_calls"] == [
+            {"function": {"name": "get_weather", "arguments": {"city": "北京"}}}
+        ]

@@ -185,7 +185,7 @@ async def generate(
     body.check_supported()
     turn, name = await _prepare(body, catalog, is_chat=False)
     model, _ = registry.resolve(name)
-    params = body.options.sampling(service.max_tokens_cap, body.num_logprobs)
+    params = body.options.sampling(service.max_tokens_cap, body.num_logprobs, body.constraint())
     if model.is_remote:
         job = _remote_job(body, params, name)  # the upstream tokenizes and templates
     else:
@@ -201,7 +201,8 @@ async def chat(body: ChatBody, catalog: CatalogDep, service: GenerationDep) -> A
         return await _answer_loaded(body, catalog, is_chat=True)
     body.check_supported()
     turn, name = await _prepare(body, catalog, is_chat=True)
-    messages = [{"role": m.role, "content": m.content} for m in body.messages]
-    params = body.options.sampling(service.max_tokens_cap, body.num_logprobs)
-    job = GenerationJob(params, name, messages=messages)
+    messages = [m.to_engine() for m in body.messages]
+    params = body.options.sampling(service.max_tokens_cap, body.num_logprobs, body.constraint())
+    job = GenerationJob(params, name, messages=messages, tool_plan=body.tool_plan())
+    turn.tool_plan = job.tool_plan
     return await _respond(turn, job, body, service, catalog)

@@ -177,6 +177,6 @@ def show_body(entry: CatalogEntry) -> dict[str, Any]:
         "template": template,
         "details": details(entry),
         "model_info": model_info(entry),
-        "capabilities": ["completion"],
+        "capabilities": ["completion", "tools"],
         "modified_at": _modified(entry),
     }

@@ -11,9 +11,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from gpt_service.engine.types import SamplingParams
+from gpt_service.engine.types import Constraint, SamplingParams
 from gpt_service.errors import InvalidRequest
 from gpt_service.schema_base import LogsUnknownFields
+from gpt_service.services.structured import Function, ToolPlan, plan_tools
 
 # Ollama's defaults where ours differ (llama.cpp's sampling defaults).
 DEFAULT_TEMPERATURE = 0.8
@@ -55,7 +56,12 @@ class OllamaOptions(BaseModel):
                 raise ValueError(f"{name} must be 0 or at least {MIN_DIVISOR}")
         return self
 
-    def sampling(self, max_tokens_cap: int, logprobs: int | None = None) -> SamplingParams:
+    def sampling(
+        self,
+        max_tokens_cap: int,
+        logprobs: int | None = None,
+        constraint: Constraint | None = None,
+    ) -> SamplingParams:
         num_predict = self.num_predict if self.num_predict and self.num_predict > 0 else None
         stop = [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
         top_p = self.top_p if self.top_p is not None else DEFAULT_TOP_P
@@ -75,6 +81,7 @@ class OllamaOptions(BaseModel):
             min_tokens=self.min_tokens or 0,
             ignore_eos=bool(self.ignore_eos),
             logprobs=logprobs,
+            constraint=constraint,
         )
 
 
@@ -115,7 +122,9 @@ class OllamaRequest(_NullIsDefault):
     stream: bool = Field(True, description="NDJSON stream (default) or one object")
     options: OllamaOptions = Field(default_factory=OllamaOptions)
     keep_alive: float | str | None = Field(None, description="0 unloads the model afterwards")
-    format: str | dict[str, Any] | None = Field(None, description="not supported")
+    format: str | dict[str, Any] | None = Field(
+        None, description='"json" (any JSON object) or a JSON schema the output must follow'
+    )
     think: bool | str | None = Field(None, description="not supported")
     logprobs: bool | None = None
     top_logprobs: int | None = Field(None, ge=0, le=20)
@@ -136,9 +145,19 @@ class OllamaRequest(_NullIsDefault):
     def num_logprobs(self) -> int | None:
         return (self.top_logprobs or 0) if self.logprobs else None
 
+    def constraint(self) -> Constraint | None:
+        """The grammar of ``format``: ``"json"`` or a JSON schema (as Ollama's structured
+        outputs); enforced token by token by the engine."""
+        if not self.format:
+            return None
+        if self.format == "json":
+            return Constraint.json_schema({"type": "object"})
+        if isinstance(self.format, dict):
+            return Constraint.json_schema(self.format)
+        raise InvalidRequest(f"format: '{self.format}' is neither \"json\" nor a JSON schema")
+
     def check_supported(self) -> None:
-        if self.format:
-            raise InvalidRequest("format (JSON mode / structured outputs) is not supported here")
+        self.constraint()
         if self.think:
             raise InvalidRequest(f"model '{self.model}' does not support thinking")
 
@@ -162,22 +181,65 @@ class GenerateBody(OllamaRequest):
             raise InvalidRequest("template overrides are not supported; use raw with a full prompt")
 
 
+class ToolCallFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+
+class ToolCallIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    function: ToolCallFunction
+
+
 class ChatMessageIn(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     role: Literal["system", "user", "assistant", "tool"]
     content: str = ""
     images: list[str] | None = None
+    tool_calls: list[ToolCallIn] | None = None
+    tool_name: str | None = None
+
+    def to_engine(self) -> dict[str, Any]:
+        """As chat templates take it (calls with their arguments object, tool results)."""
+        message: dict[str, Any] = {"role": self.role, "content": self.content}
+        if self.tool_calls:
+            message["tool_calls"] = [
+                {"type": "function", "function": c.function.model_dump()} for c in self.tool_calls
+            ]
+        if self.role == "tool" and self.tool_name:
+            message["name"] = self.tool_name
+        return message
+
+
+class ToolFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(..., pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+
+
+class ToolIn(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"] = "function"
+    function: ToolFunction
 
 
 class ChatBody(OllamaRequest):
     messages: list[ChatMessageIn] = Field(default_factory=list)
-    tools: list[dict[str, Any]] | None = Field(None, description="not supported")
+    tools: list[ToolIn] | None = Field(None, max_length=128)
+
+    def tool_plan(self) -> ToolPlan | None:
+        """Ollama's tools are always "auto": the model's own call format is parsed."""
+        functions = [
+            Function(t.function.name, t.function.description, t.function.parameters)
+            for t in self.tools or []
+        ]
+        return plan_tools(functions, "auto", None, True)
 
     def check_supported(self) -> None:
         super().check_supported()
-        if self.tools:
-            raise InvalidRequest(f"model '{self.model}' does not support tools")
         if any(m.images for m in self.messages):
             raise InvalidRequest("images are not supported: the models here are text-only")
 

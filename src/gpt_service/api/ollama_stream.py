@@ -16,6 +16,8 @@ from typing import Any
 from gpt_service.api.ollama_format import timestamp
 from gpt_service.engine.types import StreamDelta, TokenLogprob
 from gpt_service.errors import GenerationFailed
+from gpt_service.services.structured import ToolPlan
+from gpt_service.services.tool_calls import ToolParser, fold
 
 NS = 1_000_000_000
 
@@ -44,17 +46,22 @@ class Turn:
     prompt_ids: list[int] = field(default_factory=list)
     returns_context: bool = False  # /api/generate without raw
     wants_logprobs: bool = False
+    tool_plan: ToolPlan | None = None  # /api/chat with tools: calls parsed from the text
 
-    def head(self, text: str) -> dict[str, Any]:
+    def head(self, text: str, calls: list[dict[str, Any]] | None = None) -> dict[str, Any]:
         body: dict[str, Any] = {"model": self.model, "created_at": timestamp()}
         if self.is_chat:
             body["message"] = {"role": "assistant", "content": text}
+            if calls:
+                body["message"]["tool_calls"] = calls
         else:
             body["response"] = text
         return body
 
-    def chunk(self, delta: StreamDelta) -> dict[str, Any]:
-        body = self.head(delta.text)
+    def chunk(
+        self, delta: StreamDelta, calls: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        body = self.head(delta.text, calls)
         if self.wants_logprobs:
             body["logprobs"] = _logprobs(delta.logprobs)
         body["done"] = False
@@ -94,13 +101,15 @@ async def run(
     submitted = time.perf_counter()
     first: float | None = None
     output_ids: list[int] = []
+    parser = turn.tool_plan.parser() if turn.tool_plan is not None else None
     async with aclosing(stream):  # type: ignore[type-var]
         async for delta in stream:
             output_ids += delta.token_ids
             if first is None and delta.token_ids:
                 first = time.perf_counter()
-            if delta.text or (turn.wants_logprobs and delta.logprobs):
-                yield turn.chunk(delta)
+            calls = _parse(parser, delta) if parser is not None else None
+            if delta.text or calls or (turn.wants_logprobs and delta.logprobs):
+                yield turn.chunk(delta, calls)
             if delta.is_final:
                 if delta.error:
                     yield {"error": delta.error}
@@ -111,19 +120,35 @@ async def run(
                 return
 
 
+def _parse(parser: ToolParser, delta: StreamDelta) -> list[dict[str, Any]]:
+    """Route the delta's text through the tool-call parser: ``delta.text`` keeps the content,
+    the calls come back in Ollama's shape (complete, arguments as an object)."""
+    events = parser.feed(delta.text) + (parser.finish() if delta.is_final else [])
+    parsed = fold(events)
+    delta.text = parsed.content
+    return [
+        {"function": {"name": c.name, "arguments": json.loads(c.arguments)}}
+        for c in parsed.calls
+    ]
+
+
 async def collect(objects: AsyncIterator[dict[str, Any]], is_chat: bool) -> dict[str, Any]:
     """``stream: false``: the final object carrying the whole text (and logprobs)."""
     parts: list[str] = []
     logprobs: list[dict[str, Any]] = []
+    calls: list[dict[str, Any]] = []
     async for obj in objects:
         if "error" in obj:
             raise GenerationFailed(obj["error"])
         parts.append(obj["message"]["content"] if is_chat else obj["response"])
+        calls += obj["message"].get("tool_calls", []) if is_chat else []
         logprobs += obj.get("logprobs", [])
         if obj.get("done"):
             text = "".join(parts)
             if is_chat:
                 obj["message"]["content"] = text
+                if calls:
+                    obj["message"]["tool_calls"] = calls
             else:
                 obj["response"] = text
             if logprobs:
