@@ -320,3 +320,24 @@ def test_ollama_chat_with_tools_and_tool_history(oc: ollama.Client) -> None:
         for call in last.message.tool_calls or []:  # a random model rarely calls, but if so
             jsonschema.validate(call.function.arguments, PARAMS[call.function.name])
     assert "tools" in oc.show("tiny").capabilities
+
+
+def test_native_api_response_format(structured_server: RunningServer) -> None:
+    url = structured_server.url
+    schema = SCHEMAS["numbers"]
+    fmt = _schema_format("n", schema)
+    common = {"model_name": "tiny", "max_tokens": 120, "temperature": 0.9, "response_format": fmt}
+    one = httpx.post(f"{url}/generate", json={**common, "prompt": "数据"}, timeout=60).json()
+    jsonschema.validate(json.loads(one["text"]), schema)
+    chat = httpx.post(f"{url}/chat", json={**common, "messages": ASK}, timeout=60).json()
+    jsonschema.validate(json.loads(chat["message"]["content"]), schema)
+    batch = httpx.post(f"{url}/batch", json={**common, "prompts": ["a", "b", "c"]}, timeout=60)
+    for result in batch.json()["results"]:
+        jsonschema.validate(json.loads(result["text"]), schema)
+    with httpx.stream("POST", f"{url}/generate/stream", json={**common, "prompt": "x"}) as r:
+        lines = [json.loads(line[5:]) for line in r.iter_lines() if line.startswith("data:")]
+    jsonschema.validate(json.loads("".join(d.get("text", "") for d in lines)), schema)
+    bad = {**common, "prompt": "x", "response_format": {"type": "json_schema", "json_schema": {
+        "schema": {"type": "object", "properties": {"a": {"type": "bogus"}}}}}}  # fmt: skip
+    r = httpx.post(f"{url}/generate", json=bad, timeout=60)
+    assert r.status_code == 400 and "bogus" in r.json()["detail"]

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
+from gpt_service.api.openai_structured import ResponseFormat
 from gpt_service.engine.types import SamplingParams
 from gpt_service.schema_base import StrictBody
 
@@ -24,6 +25,12 @@ class SamplingFields(StrictBody):
     min_tokens: int = Field(0, ge=0, description="end-of-sequence is blocked before this many")
     ignore_eos: bool = Field(False, description="keep generating past end-of-sequence")
     use_ollama: bool = Field(False, description="send the request to the Ollama upstream")
+    response_format: ResponseFormat | None = Field(
+        None,
+        description='structured output, as OpenAI\'s: {"type": "json_object"} or {"type": '
+        '"json_schema", "json_schema": {"name": ..., "schema": {...}}}; the output is '
+        "guaranteed to parse and match the schema (finish_reason length aside)",
+    )
 
     @field_validator("stop", mode="before")
     @classmethod
@@ -41,6 +48,7 @@ class SamplingFields(StrictBody):
             seed=self.seed,
             min_tokens=self.min_tokens,
             ignore_eos=self.ignore_eos,
+            constraint=self.response_format.constraint() if self.response_format else None,
         )
 
 
