@@ -138,6 +138,39 @@ def test_chat_answer_streams_into_the_page(site: Site, browser: Any):
     assert console.errors == []
 
 
+def test_playground_json_schema_and_tools_boxes(site: Site, browser: Any):
+    schema = {
+        "type": "object",
+        "properties": {"city": {"enum": ["北京", "上海"]}, "days": {"type": "integer"}},
+        "required": ["city", "days"],
+        "additionalProperties": False,
+    }
+    tools = [{"name": "get_weather", "parameters": schema}]
+    answers = []
+    with console_page(browser, site.server.url) as console:
+        page = console.page
+        console.open("playground")
+        page.wait_for_selector(PAGES["playground"].format(model=site.model), state="attached")
+        page.fill("#page-playground input[name=max_tokens]", "100")
+        for box, value, choice in (("json-schema", schema, "auto"), ("tools", tools, "required")):
+            page.fill("[data-testid=json-schema]", "")
+            page.fill(f"[data-testid={box}]", json.dumps(value, ensure_ascii=False))
+            page.select_option("#page-playground select[name=tool_choice]", choice)
+            page.fill("[data-testid=chat-input]", "北京天气？")
+            page.click("[data-testid=chat-send]")
+            page.wait_for_selector(
+                f".bubble.assistant:nth-of-type({2 * len(answers) + 2}):not(.streaming)",
+                timeout=120_000,
+            )
+            answers.append(page.locator(".bubble.assistant .bubble-text").last.inner_text())
+        console.screenshot("structured")
+    assert json.loads(answers[0])["city"] in ("北京", "上海")
+    assert answers[1].startswith("→ get_weather(") and answers[1].endswith(")")
+    call = json.loads(answers[1].removeprefix("→ get_weather(").removesuffix(")"))
+    assert call["city"] in ("北京", "上海") and isinstance(call["days"], int)
+    assert console.errors == []
+
+
 def record_progress(page: Any) -> None:
     page.evaluate(
         """() => {

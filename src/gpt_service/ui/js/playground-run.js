@@ -34,14 +34,16 @@ export class Meter {
   }
 }
 
-// Streams one chat answer; onText gets each increment. Returns the usage and finish reason.
-export async function streamChat({ model, messages, sampling, signal, onText }) {
+// Streams one chat answer; onText gets each increment (tool calls are shown as text, e.g.
+// `→ get_weather({"city": "北京"})`). Returns the usage and finish reason.
+export async function streamChat({ model, messages, sampling, tools, signal, onText }) {
   const body = {
     model: model || undefined,
     messages,
     stream: true,
     stream_options: { include_usage: true },
     ...sampling,
+    ...(tools || {}),
   };
   const outcome = { finish: null, usage: null, model: null };
   for await (const ev of events("POST", "/v1/chat/completions", { json: body, signal })) {
@@ -51,6 +53,13 @@ export async function streamChat({ model, messages, sampling, signal, onText }) 
     outcome.model = chunk.model || outcome.model;
     for (const choice of chunk.choices || []) {
       if (choice.delta && choice.delta.content) onText(choice.delta.content);
+      for (const call of (choice.delta && choice.delta.tool_calls) || []) {
+        const fn = call.function || {};
+        if (fn.name) onText(`${call.index ? ")\n" : ""}→ ${fn.name}(`);
+        if (fn.arguments) onText(fn.arguments);
+      }
+      if (choice.delta && choice.delta.tool_calls) outcome.calls = true;
+      if (choice.finish_reason && outcome.calls) onText(")");
       if (choice.finish_reason) outcome.finish = choice.finish_reason;
     }
     if (chunk.usage) outcome.usage = chunk.usage;
@@ -89,5 +98,32 @@ export function readSampling(form) {
     min_tokens: number("min_tokens"),
     seed: number("seed"),
     stop: stops.length ? stops : undefined,
+    response_format: responseFormat(value("json_schema")),
   };
+}
+
+function parseJson(text, what) {
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new ApiError(400, `${what} is not valid JSON: ${err.message}`);
+  }
+}
+
+// The JSON-schema box: blank = free text, "json" = any JSON object, else a schema.
+function responseFormat(text) {
+  if (!text) return undefined;
+  if (text === "json") return { type: "json_object" };
+  const schema = parseJson(text, "the JSON schema");
+  return { type: "json_schema", json_schema: { name: "playground", schema } };
+}
+
+// The tools box: a list of functions (bare or as {type: "function", function}) and the choice.
+export function readTools(form) {
+  const text = form.elements.tools.value.trim();
+  if (!text) return undefined;
+  const list = parseJson(text, "the tools");
+  const tools = (Array.isArray(list) ? list : [list]).map((t) =>
+    (t.type === "function" && t.function ? t : { type: "function", function: t }));
+  return { tools, tool_choice: form.elements.tool_choice.value };
 }

@@ -6,7 +6,9 @@ import {
   $, busy, button, card, field, fmt, h, numberInput, replace, select, setOptions, table,
   takeOpenParams, toast,
 } from "./dom.js";
-import { Meter, readSampling, runBatch, streamChat, streamGenerate } from "./playground-run.js";
+import {
+  Meter, readSampling, readTools, runBatch, streamChat, streamGenerate,
+} from "./playground-run.js";
 
 const MODES = [["chat", "Chat"], ["generate", "Generate"], ["batch", "Batch"]];
 const state = { mode: "chat", messages: [], controller: null };
@@ -34,7 +36,14 @@ function controls() {
       field("Min tokens", numberInput("min_tokens", 0, { min: 0, step: 1 }))),
     field("Seed", numberInput("seed", "", { min: 0, step: 1, placeholder: "random" })),
     field("Stop strings", h("textarea", { name: "stop", rows: 2, placeholder: "one per line" })),
-    field("System prompt (chat)", ui.system));
+    field("System prompt (chat)", ui.system),
+    field("JSON schema", h("textarea", { name: "json_schema", rows: 3, class: "mono",
+      placeholder: '{"type": "object", "properties": {...}} or json', "data-testid": "json-schema" }),
+    "structured output: the answer follows it (every mode)"),
+    field("Tools (chat)", h("textarea", { name: "tools", rows: 3, class: "mono",
+      placeholder: '[{"name": "get_weather", "parameters": {...}}]', "data-testid": "tools" }),
+    "OpenAI function definitions"),
+    field("Tool choice", select("tool_choice", ["auto", "required", "none"])));
   return h("aside", { class: "card side" }, h("h2", { text: "Settings" }), ui.form);
 }
 
@@ -136,7 +145,8 @@ async function sendChat() {
   ui.send.disabled = true;
   const outcome = await running(async (signal) => {
     const out = await streamChat({ model: ui.model.value, messages, sampling: readSampling(ui.form),
-      signal, onText: (t) => { meter.mark(); answer.text.appendData(t); } });
+      tools: readTools(ui.form), signal,
+      onText: (t) => { meter.mark(); answer.text.appendData(t); } });
     const usage = out.usage || {};
     ui.stats.textContent = meter.summary({ promptTokens: usage.prompt_tokens,
       completionTokens: usage.completion_tokens, finish: out.finish, model: out.model });
