@@ -121,7 +121,8 @@ def test_chat_json_schema_sampled_validates(client: OpenAI, model: str, name: st
 
 @pytest.mark.parametrize("model", MODELS)
 def test_parse_with_pydantic_model(client: OpenAI, model: str) -> None:
-    reply = client.chat.completions.parse(
+    parse = client.beta.chat.completions.parse if model == "tiny" else client.chat.completions.parse
+    reply = parse(
         model=model,
         messages=[{"role": "user", "content": "给我一个人"}],
         response_format=Person,
