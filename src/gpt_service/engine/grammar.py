@@ -113,7 +113,9 @@ class GrammarState:
     def should_close(self, remaining: int) -> bool:
         """True once the budget left is what closing needs (then for the rest of the row)."""
         if not self.closing:
-            need = self.closing_tokens + self.json.to_close + CLOSING_MARGIN
+            # The walk measured the branch closing prefers; the model may have taken a longer
+            # one (another anyOf member, an optional object): half as much again in reserve.
+            need = self.closing_tokens * 3 // 2 + self.json.to_close + CLOSING_MARGIN
             self.closing = remaining <= need
         return self.closing
 
