@@ -105,7 +105,7 @@ def main() -> None:
     prompts = make_prompts(16)
     rows: list[tuple[float, float, float, float, int]] = []
     with start_server(Path(args.work_dir)) as server:
-        asyncio.run(run_clients(server.url, prompts, 2, 1, 16, True))  # warm-up, compiles
+        asyncio.run(run_clients(server.url, prompts, 2, 1, args.new_tokens, True))  # warm-up
         for i in range(args.rounds):
             free = asyncio.run(
                 run_clients(
