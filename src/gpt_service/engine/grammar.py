@@ -30,19 +30,23 @@ logger = logging.getLogger(__name__)
 
 CACHE_SIZE = 128  # compiled grammars kept per model (LRU)
 MAX_CLOSING_WALK = 1024  # tokens the closing estimate may take before giving up
-CLOSING_MARGIN = 3  # spare tokens on top of the estimate
+CLOSING_MARGIN = 6  # spare tokens on top of the estimate (e.g. a key's colon and value)
 # Compact JSON: no free whitespace (a weak model could emit it forever), OpenAI's separators.
 JSON_OPTIONS = {"whitespace_flexible": False}
 
 
-def _closing_score(text: str, in_string: bool) -> float:
-    """How well a token closes JSON. Inside a string only a leading quote closes; outside,
+def _closing_score(data: bytes, in_string: bool) -> float:
+    """How well a token closes JSON. Inside a string a leading quote closes, and bytes that
+    only continue a UTF-8 character finish one a weak model left half-written; outside,
     ``}``/``]`` are best, then quotes, separators and digits (a number closes itself)."""
-    if not text:
+    if not data:
         return 0.0
-    bonus = 0.01 * len(text)
+    bonus = 0.01 * len(data)
+    text = data.decode("utf-8", "replace")
     if in_string:
-        return 4.0 + bonus if text[0] == '"' and all(c in '"}],:' for c in text) else 0.0
+        if data[:1] == b'"' and all(c in '"}],:' for c in text):
+            return 4.0 + bonus
+        return 2.0 + bonus if all(0x80 <= b < 0xC0 for b in data) else 0.0
     if all(c in "}]" for c in text):
         return 4.0 + bonus
     if all(c in '"}]' for c in text):
@@ -163,10 +167,8 @@ class GrammarCompiler:
         """``(V,)`` closing preference of every token (see ``_closing_score``)."""
         if self._scores is None:
             tok = self.tokenizer
-            texts = [
-                tok.decode_bytes([i]).decode("utf-8", "replace") for i in range(self.vocab_size)
-            ]
-            scores = [[_closing_score(t, inside) for t in texts] for inside in (False, True)]
+            data = [tok.decode_bytes([i]) for i in range(self.vocab_size)]
+            scores = [[_closing_score(d, inside) for d in data] for inside in (False, True)]
             for eos in tok.eos_tokens:  # ending is the best close of all once it is allowed
                 if eos < self.vocab_size:
                     scores[0][eos] = scores[1][eos] = 5.0
