@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import httpx
+
 from gpt_service.config import RemoteModelSettings, RemoteSettings
 from gpt_service.errors import Forbidden, InvalidRequest
 from gpt_service.remote.model import RemoteSpec
@@ -25,7 +27,30 @@ def check_urls(urls: list[str]) -> list[str]:
     for url in cleaned:
         if not url.startswith(("http://", "https://")):
             raise InvalidRequest(f"base_url '{url}' must start with http:// or https://")
+        try:
+            host = httpx.URL(url).host
+        except httpx.InvalidURL as exc:
+            raise InvalidRequest(f"base_url '{url}' is not a valid URL: {exc}") from None
+        if not host:
+            raise InvalidRequest(f"base_url '{url}' names no host")
     return cleaned
+
+
+def is_under(url: str, prefix: str) -> bool:
+    """``url`` calls the host of ``prefix`` under its path, compared as parsed URLs (as httpx
+    will connect), not as text: ``http://gpu-1:8000@evil/v1`` or ``http://gpu-1:8000.evil/``
+    start with ``http://gpu-1:8000`` but call another host, and ``/v1/../admin`` leaves
+    ``/v1``."""
+    try:
+        target, allowed = httpx.URL(url), httpx.URL(prefix.strip())
+    except httpx.InvalidURL:
+        return False
+    if (target.scheme, target.host, target.port) != (allowed.scheme, allowed.host, allowed.port):
+        return False
+    if not allowed.host:
+        return False
+    base = allowed.path.rstrip("/")
+    return target.path == base or target.path.startswith(base + "/")
 
 
 def check_allowed(urls: list[str], settings: RemoteSettings) -> None:
@@ -33,7 +58,7 @@ def check_allowed(urls: list[str], settings: RemoteSettings) -> None:
     prefixes = [p for p in settings.allowed_urls if p]
     prefixes += [b.rstrip("/") for m in settings.models for b in _bases(m)]
     for url in urls:
-        if not any(url.startswith(prefix) for prefix in prefixes):
+        if not any(is_under(url, prefix) for prefix in prefixes):
             raise Forbidden(
                 f"base_url '{url}' is not allowed: this server only calls remote engines "
                 "under the prefixes in GPT_SERVICE_REMOTE__ALLOWED_URLS"
