@@ -2,10 +2,30 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
-from gpt_service.errors import NotFound, PathNotAllowed
+from gpt_service.errors import NotFound, PathNotAllowed, ServiceError
+
+
+def user_path(path: str | Path) -> Path:
+    """``path`` with ``~`` expanded; ``~nosuchuser`` is the request's fault (400), not a 500."""
+    try:
+        return Path(path).expanduser()
+    except RuntimeError as exc:  # pathlib: "Could not determine home directory."
+        raise PathNotAllowed(f"path '{path}' cannot be used: {exc}") from None
+
+
+@contextmanager
+def path_errors() -> Iterator[None]:
+    """A path the OS refuses (a NUL byte, a name too long) is the request's fault: 400."""
+    try:
+        yield
+    except ServiceError:
+        raise
+    except (OSError, ValueError) as exc:
+        raise PathNotAllowed(f"unusable path in the request: {exc}") from None
 
 
 def resolve_inside(path: str | Path, base: Path, roots: Iterable[Path]) -> Path:
@@ -13,7 +33,7 @@ def resolve_inside(path: str | Path, base: Path, roots: Iterable[Path]) -> Path:
 
     Symlinks are resolved first, so a link pointing out of a root is refused too.
     """
-    raw = Path(path).expanduser()
+    raw = user_path(path)
     candidate = raw if raw.is_absolute() else base / raw
     resolved = candidate.resolve()
     allowed = [Path(r).resolve() for r in roots]
@@ -34,7 +54,7 @@ def find_file(
     with the default data directory ``data``. The 404 lists every place looked at.
     """
     allowed = [data_dir, *roots]
-    raw = Path(path).expanduser()
+    raw = user_path(path)
     if raw.is_absolute():
         looked = [raw]
     else:

@@ -30,7 +30,7 @@ from gpt_service.errors import (
     ModelNotFound,
     Unavailable,
 )
-from gpt_service.paths import looks_like_hub_id, resolve_inside
+from gpt_service.paths import looks_like_hub_id, path_errors, resolve_inside
 from gpt_service.remote.model import RemoteModel, RemoteSpec, connect
 from gpt_service.remote.pool import ReplicaPool
 from gpt_service.remote.settings import check_allowed, check_urls, configured_specs
@@ -97,6 +97,10 @@ class ModelRegistry:
     # ---- load / unload -------------------------------------------------------------
     def resolve_source(self, model_path: str) -> str:
         """A local directory inside the allowed roots, or a hub id."""
+        with path_errors():
+            return self._resolve_source(model_path)
+
+    def _resolve_source(self, model_path: str) -> str:
         if model_path in (DEMO_MODEL_NAME, str(DEMO_MODEL_DIR)):
             return str(DEMO_MODEL_DIR)
         roots = [self.settings.data_dir, *self.settings.model_dirs, DEMO_MODEL_DIR]
@@ -114,9 +118,10 @@ class ModelRegistry:
 
     def resolve_adapter_dir(self, adapter_path: str) -> Path:
         roots = [self.settings.data_dir, *self.settings.model_dirs]
-        path = resolve_inside(adapter_path, self.settings.data_dir, roots)
-        if not path.is_dir():
-            raise ModelNotFound(f"LoRA adapter directory '{adapter_path}' does not exist")
+        with path_errors():
+            path = resolve_inside(adapter_path, self.settings.data_dir, roots)
+            if not path.is_dir():
+                raise ModelNotFound(f"LoRA adapter directory '{adapter_path}' does not exist")
         return path
 
     async def load(
