@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections import OrderedDict
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, model_validator
@@ -18,7 +19,10 @@ from pydantic_core import PydanticCustomError
 
 logger = logging.getLogger(__name__)
 
-_logged: set[tuple[str, str]] = set()
+# Field names come from clients: the most recent ones are remembered (least recently seen
+# forgotten first), so a client sending ever new names cannot grow this without end.
+MAX_LOGGED_FIELDS = 256
+_logged: OrderedDict[tuple[str, str], None] = OrderedDict()
 
 
 def known_fields(model: type[BaseModel]) -> list[str]:
@@ -65,9 +69,14 @@ class LogsUnknownFields(BaseModel):
         if isinstance(data, dict):
             known = known_fields(cls)
             for key in data:
-                if key not in known and (cls.__name__, str(key)) not in _logged:
-                    _logged.add((cls.__name__, str(key)))
-                    logger.warning(
-                        "%s: ignoring unknown field '%s' (logged once)", cls.__name__, key
-                    )
+                entry = (cls.__name__, str(key)[:100])
+                if key in known:
+                    continue
+                if entry in _logged:
+                    _logged.move_to_end(entry)
+                    continue
+                _logged[entry] = None
+                if len(_logged) > MAX_LOGGED_FIELDS:
+                    _logged.popitem(last=False)
+                logger.warning("%s: ignoring unknown field '%s' (logged once)", *entry)
         return data
