@@ -252,13 +252,18 @@ def new_info(spec: RemoteSpec, context_length: int) -> ModelInfo:
 
 async def connect(spec: RemoteSpec, pool: ReplicaPool, require_up: bool) -> RemoteModel:
     """Ask the replicas for their models: the remote model must be one of them (404 if a
-    replica answers without it). ``require_up``: no replica answering is a 503."""
-    listed, context_length = await list_models(pool, require_up)
-    if listed is not None and spec.remote_model not in listed:
-        raise ModelNotFound(
-            f"the remote engine has no model '{spec.remote_model}' (it serves: "
-            f"{', '.join(sorted(listed)) or 'nothing'})"
-        )
+    replica answers without it). ``require_up``: no replica answering is a 503.
+    A refused registration closes the pool (its HTTP client and connections)."""
+    try:
+        listed, context_length = await list_models(pool, require_up)
+        if listed is not None and spec.remote_model not in listed:
+            raise ModelNotFound(
+                f"the remote engine has no model '{spec.remote_model}' (it serves: "
+                f"{', '.join(sorted(listed)) or 'nothing'})"
+            )
+    except BaseException:
+        await pool.aclose()
+        raise
     model = RemoteModel(spec, pool, new_info(spec, context_length))
     pool.start()
     return model
@@ -284,7 +289,7 @@ async def list_models(pool: ReplicaPool, require_up: bool) -> tuple[set[str] | N
             return None, 0  # no usable model list: trust remote_model
         cards = [c for c in (data.get("data") or []) if isinstance(c, dict)]
         ids = {str(c.get("id")) for c in cards}
-        lengths = [int(c["max_model_len"]) for c in cards if c.get("max_model_len")]
+        lengths = [c["max_model_len"] for c in cards if isinstance(c.get("max_model_len"), int)]
         return ids, max(lengths, default=0)
     if require_up:
         await pool.aclose()
