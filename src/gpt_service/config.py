@@ -121,6 +121,27 @@ class Settings(BaseSettings):
     def _list_from_text(cls, value: object) -> object:
         return parse_list(value)
 
+    @field_validator("database_url")
+    @classmethod
+    def _supported_database(cls, value: str | None) -> str | None:
+        """A URL SQLAlchemy parses, for SQLite or PostgreSQL: anything else would end
+        start-up with a traceback from the store."""
+        if value is None:
+            return None
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            backend = make_url(value).get_backend_name()
+        except ArgumentError:
+            raise ValueError("not a database URL") from None
+        if backend not in ("sqlite", "postgresql"):
+            raise ValueError(
+                f"'{backend}' is not supported: postgresql+psycopg://user:pass@host:5432/db, "
+                "or unset for SQLite"
+            )
+        return value
+
     @property
     def models_dir(self) -> Path:
         return self.data_dir / "models"
