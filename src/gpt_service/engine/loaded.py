@@ -18,7 +18,7 @@ from gpt_service.engine.types import (
     SamplingParams,
     StreamDelta,
 )
-from gpt_service.errors import InvalidRequest, ModelNotFound
+from gpt_service.errors import ModelNotFound
 
 
 @dataclass
@@ -57,9 +57,7 @@ class LoadedModel:
             return prompt_ids
         if messages is not None:
             return self.encode_chat(messages, tools)
-        if not prompt or not prompt.strip():
-            raise InvalidRequest("prompt must not be empty")
-        return self.encode(prompt)
+        return self.encode(prompt or "")  # GenerationService.prepare refuses an empty prompt
 
     async def check_constraint(self, constraint: Constraint) -> None:
         """Compile (cached) off the event loop: a schema the grammar library refuses is a 400

@@ -100,8 +100,6 @@ class RemoteModel:
         prompt_ids: list[int] | None = None,
         tools: list[dict[str, Any]] | None = None,
     ) -> RemoteRequest:
-        if messages is None and prompt_ids is None and (not prompt or not prompt.strip()):
-            raise InvalidRequest("prompt must not be empty")
         return RemoteRequest(prompt, messages, prompt_ids, tools)
 
     async def check_constraint(self, constraint: Constraint) -> None:

@@ -70,6 +70,8 @@ class GenerationService:
         self._check_params(job.params)
         model, adapter = self.registry.resolve(job.model_name)
         prompt_ids = None if job.prompt_ids is None else check_token_ids(job.prompt_ids, model)
+        if job.messages is None and prompt_ids is None and not (job.prompt or "").strip():
+            raise InvalidRequest("prompt must not be empty")  # for every backend
         messages, tools = job.messages, None
         if messages is not None:
             # A local model renders tools with its own template (and we parse its format); a
