@@ -12,15 +12,7 @@ from fastapi import FastAPI
 
 from gpt_service import __version__
 from gpt_service.api import evaluation as evaluation_api
-from gpt_service.api import (
-    generation,
-    lora_admin,
-    models,
-    ollama_api,
-    ollama_proxy,
-    openai,
-    system,
-)
+from gpt_service.api import generation, models, ollama_proxy, system
 from gpt_service.api import metrics as metrics_api
 from gpt_service.api import training as training_api
 from gpt_service.api.datasets import router as datasets_router
@@ -31,6 +23,9 @@ from gpt_service.api.middleware import (
     JsonBodyMiddleware,
     RequestContextMiddleware,
 )
+from gpt_service.api.ollama import routes as ollama_api
+from gpt_service.api.openai import lora as lora_admin
+from gpt_service.api.openai import routes as openai
 from gpt_service.api.openapi import install_docs, install_openapi
 from gpt_service.api.ui import mount_ui
 from gpt_service.config import Settings, check_startup
@@ -64,11 +59,11 @@ async def _build_services(state: Any, settings: Settings) -> None:
     from gpt_service.engine.registry import ModelRegistry
     from gpt_service.evaluation.runner import EvaluationManager
     from gpt_service.evaluation.spec import EVAL
-    from gpt_service.ollama.backend import OllamaBackend
-    from gpt_service.ollama.client import OllamaClient
+    from gpt_service.ollama_upstream.backend import OllamaBackend
+    from gpt_service.ollama_upstream.client import OllamaClient
     from gpt_service.services.embeddings import EmbeddingService
     from gpt_service.services.generation import GenerationService
-    from gpt_service.services.ollama_catalog import OllamaCatalog
+    from gpt_service.services.local_catalog import LocalCatalog
     from gpt_service.store.jobs import JobStore
     from gpt_service.store.leases import LeaseKeeper
     from gpt_service.store.notify import ChangeFeed
@@ -89,7 +84,7 @@ async def _build_services(state: Any, settings: Settings) -> None:
         settings.ollama_timeout_seconds,
         settings.ollama_connect_timeout_seconds,
     )
-    state.ollama_catalog = OllamaCatalog(registry, settings)
+    state.ollama_catalog = LocalCatalog(registry, settings)
     state.generation = GenerationService(
         registry,
         settings.limits.max_tokens,

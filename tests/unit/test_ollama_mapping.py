@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gpt_service.api.ollama_schemas import GenerateBody, OllamaOptions, is_zero_keep_alive
+from gpt_service.api.ollama.schemas import GenerateBody, OllamaOptions, is_zero_keep_alive
 from gpt_service.engine.types import SamplingParams
 from gpt_service.errors import InvalidRequest, NotFound, Unavailable, UpstreamError
-from gpt_service.ollama.backend import build_request, ollama_options
-from gpt_service.ollama.client import error_for_status, upstream_message
+from gpt_service.ollama_upstream.backend import build_request, ollama_options
+from gpt_service.ollama_upstream.client import error_for_status, upstream_message
 from gpt_service.services.generation import GenerationJob
 
 CAP = 512

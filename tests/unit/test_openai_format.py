@@ -5,12 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from gpt_service.api.openai_format import chat_logprobs, completion_logprobs, openai_error
-from gpt_service.api.openai_schemas import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-)
+from gpt_service.api.openai.chat_schemas import ChatCompletionRequest
+from gpt_service.api.openai.errors import openai_error
+from gpt_service.api.openai.format import chat_logprobs, completion_logprobs
+from gpt_service.api.openai.schemas import CompletionRequest, EmbeddingRequest
 from gpt_service.engine.types import TokenLogprob
 
 CHAT = [{"role": "user", "content": "hi"}]

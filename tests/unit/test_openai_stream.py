@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from openai.types.chat import ChatCompletionChunk
 
-from gpt_service.api.openai_stream import (
+from gpt_service.api.openai.stream import (
     StreamMeta,
     chat_events,
     close_streams,

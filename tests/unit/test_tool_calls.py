@@ -150,7 +150,7 @@ async def test_openai_chunks_carry_tool_call_deltas_the_sdk_accumulates():
     from openai.lib.streaming.chat._completions import ChatCompletionStreamState
     from openai.types.chat import ChatCompletionChunk
 
-    from gpt_service.api.openai_stream import StreamMeta, chat_events
+    from gpt_service.api.openai.stream import StreamMeta, chat_events
 
     plan = plan_tools([Function("get_weather")], "auto", None, True)
     for size in (1, 3, 7, 100):
@@ -169,7 +169,7 @@ async def test_openai_chunks_carry_tool_call_deltas_the_sdk_accumulates():
 async def test_ollama_objects_carry_tool_calls():
     import time
 
-    from gpt_service.api.ollama_stream import Turn, collect, run
+    from gpt_service.api.ollama.stream import Turn, collect, run
 
     plan = plan_tools([Function("get_weather")], "auto", None, True)
     for size in (1, 5, 100):

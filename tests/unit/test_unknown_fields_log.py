@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from gpt_service import schema_base
-from gpt_service.api.openai_schemas import EmbeddingRequest
+from gpt_service.api.openai.schemas import EmbeddingRequest
 
 
 def test_unknown_field_names_are_remembered_up_to_a_bound(

@@ -3,22 +3,98 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from typing import Literal
 
 from fastapi import APIRouter, Query
-from pydantic import Field
+from pydantic import BaseModel, Field, model_validator
 
 from gpt_service.api.deps import RegistryDep
-from gpt_service.api.schemas import (
-    LoadModelRequest,
-    ModelDetail,
-    ModelListResponse,
-    ModelSummary,
-    StatusResponse,
-)
 from gpt_service.remote.model import RemoteSpec
 from gpt_service.schema_base import StrictBody
 
 router = APIRouter(prefix="/models", tags=["models"])
+
+
+# ---- schemas -------------------------------------------------------------------------------
+class LoadModelRequest(StrictBody):
+    model_name: str = Field(..., min_length=1, examples=["demo"])
+    model_path: str | None = Field(
+        None,
+        description="local directory (relative to the data directory) or a hub id; default: model_name",
+    )
+    lora_adapter: str | None = Field(None, description="LoRA adapter directory")
+    backend: Literal["local", "openai"] = Field(
+        "local", description="local engine, or a remote OpenAI-compatible engine (vLLM...)"
+    )
+    base_url: str | list[str] | None = Field(
+        None, description="backend openai: the upstream's URL ending in /v1, or one per replica"
+    )
+    remote_model: str | None = Field(None, description="backend openai: the upstream's model id")
+    api_key: str | None = Field(None, description="backend openai: key sent to the upstream")
+
+    @model_validator(mode="after")
+    def _remote_fields(self) -> LoadModelRequest:
+        if self.backend == "openai":
+            if not self.base_url or not self.remote_model:
+                raise ValueError("backend 'openai' needs base_url and remote_model")
+            if self.lora_adapter:
+                raise ValueError(
+                    "a remote model takes adapters through POST /models/{name}/adapters"
+                )
+        elif self.base_url or self.remote_model or self.api_key:
+            raise ValueError("base_url, remote_model and api_key need backend 'openai'")
+        return self
+
+    @property
+    def base_urls(self) -> list[str]:
+        return [self.base_url] if isinstance(self.base_url, str) else list(self.base_url or [])
+
+
+class ReplicaState(BaseModel):
+    url: str
+    healthy: bool
+    outstanding: int
+    requests: int
+    errors: int
+    mean_latency_ms: float | None
+    last_error: str | None
+
+
+class ModelSummary(BaseModel):
+    name: str
+    type: str
+    backend: str = "local"
+    device: str
+    lora_adapter: str | None
+    is_current: bool
+
+
+class ModelDetail(ModelSummary):
+    path: str
+    dtype: str
+    architecture: str
+    num_parameters: int
+    context_length: int
+    adapters: list[str]
+    loaded_at: str
+    num_running: int
+    num_waiting: int
+    remote_model: str | None = None
+    replicas: list[ReplicaState] = Field(default_factory=list)
+    healthy: bool = True
+
+
+class ModelListResponse(BaseModel):
+    models: list[ModelSummary]
+    current_model: str | None
+    total_count: int
+
+
+class StatusResponse(BaseModel):
+    status: str
+    message: str
+    model: ModelDetail | None = None
+    current_model: str | None = None
 
 
 class AddAdapterRequest(StrictBody):
@@ -30,6 +106,7 @@ class AddAdapterRequest(StrictBody):
     )
 
 
+# ---- routes --------------------------------------------------------------------------------
 def _detail(registry: RegistryDep, name: str) -> ModelDetail:
     model = registry.get(name)
     return ModelDetail(

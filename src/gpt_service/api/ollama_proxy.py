@@ -1,8 +1,10 @@
-"""The Ollama proxy: the upstream's models, pulls and statistics (API.md's Ollama section).
+"""The Ollama proxy, ``/ollama/*``: the *upstream* Ollama server's models, pulls and
+statistics (API.md's Ollama section), through ``gpt_service.ollama_upstream.OllamaClient``.
 
 Generation through the upstream is ``use_ollama: true`` on the native generation endpoints
-(see ``ollama/backend.py``). Upstream down -> 503, unknown upstream model -> 404, other
-upstream failures -> 502, each with a ``detail``.
+(``ollama_upstream/backend.py``). Not the Ollama API this service serves itself (``/api/*``,
+``api/ollama/``). Upstream down -> 503, unknown upstream model -> 404, other upstream
+failures -> 502, each with a ``detail``.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
 from gpt_service.errors import ServiceError, Unavailable, UpstreamError
-from gpt_service.ollama.client import OllamaClient
+from gpt_service.ollama_upstream.client import OllamaClient
 
 router = APIRouter(prefix="/ollama", tags=["ollama"])
 

@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from pydantic import BaseModel
 
-from gpt_service.api.openai_format import (
+from gpt_service.api.openai.errors import openai_error
+from gpt_service.api.openai.format import (
     ChatChunkChoice,
     ChatCompletionChunk,
     ChatDelta,
@@ -26,9 +27,8 @@ from gpt_service.api.openai_format import (
     chat_logprobs,
     completion_logprobs,
     finish_reason,
-    openai_error,
 )
-from gpt_service.api.openai_tools import chat_finish, split_events
+from gpt_service.api.openai.tools import chat_finish, split_events
 from gpt_service.engine.types import FinishReason, StreamDelta, TokenLogprob
 from gpt_service.services.structured import ToolPlan
 

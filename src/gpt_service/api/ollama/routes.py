@@ -17,12 +17,12 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from gpt_service import __version__
 from gpt_service.api.deps import GenerationDep, RegistryDep
 from gpt_service.api.errors import ERROR_SHAPES
-from gpt_service.api.ollama_format import ps_entry, show_body, tag_entry
-from gpt_service.api.ollama_schemas import ChatBody, GenerateBody, ModelBody, OllamaRequest
-from gpt_service.api.ollama_stream import Turn, collect, ndjson, run
+from gpt_service.api.ollama.format import ps_entry, show_body, tag_entry
+from gpt_service.api.ollama.schemas import ChatBody, GenerateBody, ModelBody, OllamaRequest
+from gpt_service.api.ollama.stream import Turn, collect, ndjson, run
 from gpt_service.errors import InvalidRequest, ModelNotFound, ServiceError
 from gpt_service.services.generation import GenerationJob
-from gpt_service.services.ollama_catalog import OllamaCatalog
+from gpt_service.services.local_catalog import LocalCatalog
 
 if TYPE_CHECKING:
     from gpt_service.engine.registry import LoadedModel
@@ -35,11 +35,11 @@ router = APIRouter(prefix="/api", tags=["ollama-api"])
 NDJSON = "application/x-ndjson"
 
 
-def get_catalog(request: Request) -> OllamaCatalog:
+def get_catalog(request: Request) -> LocalCatalog:
     return request.app.state.ollama_catalog
 
 
-CatalogDep = Annotated[OllamaCatalog, Depends(get_catalog)]
+CatalogDep = Annotated[LocalCatalog, Depends(get_catalog)]
 
 
 @router.get("/version", summary="Ollama: server version")
@@ -83,7 +83,7 @@ async def pull(body: ModelBody, catalog: CatalogDep) -> Any:
     return StreamingResponse(ndjson(_pull_progress(catalog, body.model)), media_type=NDJSON)
 
 
-async def _pull_progress(catalog: OllamaCatalog, name: str) -> AsyncIterator[dict[str, Any]]:
+async def _pull_progress(catalog: LocalCatalog, name: str) -> AsyncIterator[dict[str, Any]]:
     entry = catalog.find(name)
     total = entry.files.size_bytes if entry.files else 0
     step = {"status": f"loading {entry.base} from {entry.source}", "total": total}
@@ -122,7 +122,7 @@ def _remote_job(body: GenerateBody, params: SamplingParams, name: str) -> Genera
     return GenerationJob(params, name, messages=[*system, {"role": "user", "content": prompt}])
 
 
-async def _prepare(body: OllamaRequest, catalog: OllamaCatalog, is_chat: bool) -> tuple[Turn, str]:
+async def _prepare(body: OllamaRequest, catalog: LocalCatalog, is_chat: bool) -> tuple[Turn, str]:
     started = time.perf_counter()
     unloads = body.unloads  # validates keep_alive before any work
     name = catalog.local_name(body.model)
@@ -132,7 +132,7 @@ async def _prepare(body: OllamaRequest, catalog: OllamaCatalog, is_chat: bool) -
 
 
 async def _answer_loaded(
-    body: OllamaRequest, catalog: OllamaCatalog, is_chat: bool
+    body: OllamaRequest, catalog: LocalCatalog, is_chat: bool
 ) -> dict[str, Any]:
     """No prompt / no messages: load the model, or unload it with keep_alive 0."""
     turn = Turn(body.model, is_chat, time.perf_counter())
@@ -152,7 +152,7 @@ async def _respond(
     job: GenerationJob,
     body: OllamaRequest,
     service: GenerationDep,
-    catalog: OllamaCatalog,
+    catalog: LocalCatalog,
 ) -> Any:
     name = job.model_name or ""
     stream, _ = await service.open_stream(job)

@@ -18,8 +18,9 @@ from sse_starlette.sse import EventSourceResponse
 
 from gpt_service.api.deps import GenerationDep, RegistryDep, SettingsDep
 from gpt_service.api.errors import ERROR_SHAPES
-from gpt_service.api.openai_format import (
-    ERROR_RESPONSES,
+from gpt_service.api.openai.chat_schemas import ChatCompletionRequest
+from gpt_service.api.openai.errors import ERROR_RESPONSES, openai_error
+from gpt_service.api.openai.format import (
     ChatChoice,
     ChatCompletionResponse,
     CompletionChoice,
@@ -35,21 +36,16 @@ from gpt_service.api.openai_format import (
     finish_reason,
     new_id,
     now,
-    openai_error,
 )
-from gpt_service.api.openai_schemas import (
-    ChatCompletionRequest,
-    CompletionRequest,
-    EmbeddingRequest,
-)
-from gpt_service.api.openai_stream import (
+from gpt_service.api.openai.schemas import CompletionRequest, EmbeddingRequest
+from gpt_service.api.openai.stream import (
     StreamMeta,
     Streams,
     chat_events,
     close_streams,
     completion_events,
 )
-from gpt_service.api.openai_tools import chat_finish, chat_message
+from gpt_service.api.openai.tools import chat_finish, chat_message
 from gpt_service.config import Settings
 from gpt_service.engine.types import Completion
 from gpt_service.errors import InvalidRequest, ModelNotFound

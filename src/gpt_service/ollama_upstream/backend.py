@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpt_service.engine.types import Completion, FinishReason, SamplingParams, StreamDelta
 from gpt_service.errors import InvalidRequest, ServiceError
-from gpt_service.ollama.client import OllamaClient
+from gpt_service.ollama_upstream.client import OllamaClient
 
 if TYPE_CHECKING:
     from gpt_service.services.generation import GenerationJob

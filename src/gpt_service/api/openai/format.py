@@ -6,7 +6,6 @@ the official SDKs parse every response and chunk.
 
 from __future__ import annotations
 
-import re
 import time
 import uuid
 from typing import Any, Literal
@@ -32,65 +31,6 @@ def finish_reason(reason: FinishReason | None) -> Literal["stop", "length"] | No
     if reason is None:
         return None
     return "length" if reason == "length" else "stop"
-
-
-# ---- errors ----------------------------------------------------------------------------
-_ERROR_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
-}
-# Our validation messages start with the offending field ("temperature: ..."), which is
-# what OpenAI reports as ``param``.
-_PARAM = re.compile(r"^([A-Za-z_][\w.\[\]]*): ")
-
-
-class ErrorInfo(BaseModel):
-    message: str
-    type: str
-    param: str | None = None
-    code: str | None = None
-
-
-class ErrorResponse(BaseModel):
-    error: ErrorInfo
-
-
-ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorResponse, "description": description}
-    for status, description in {
-        400: "invalid_request_error (validation errors included)",
-        401: "authentication_error: missing or invalid API key",
-        404: "not_found_error (code model_not_found for an unknown model)",
-        413: "invalid_request_error: request body too large",
-        500: "server_error",
-        503: "server_error: overloaded or unavailable (see Retry-After)",
-    }.items()
-}
-
-
-def openai_error(status: int, message: str) -> dict[str, Any]:
-    """OpenAI's error object; the SDKs pick the exception class from the status code."""
-    error_type = _ERROR_TYPES.get(
-        status, "server_error" if status >= 500 else "invalid_request_error"
-    )
-    match = _PARAM.match(message)
-    code = None
-    if status == 404 and "model" in message.lower():
-        code = "model_not_found"
-    elif status == 503:
-        code = "service_unavailable"
-    return {
-        "error": {
-            "message": message,
-            "type": error_type,
-            "param": match.group(1) if match else None,
-            "code": code,
-        }
-    }
 
 
 # ---- shared pieces -----------------------------------------------------------------------

@@ -3,7 +3,7 @@ and, when streaming, as OpenAI's ``delta.tool_calls`` chunks."""
 
 from __future__ import annotations
 
-from gpt_service.api.openai_format import (
+from gpt_service.api.openai.format import (
     ChatFinish,
     ChatMessageOut,
     FunctionCallOut,

@@ -7,13 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gpt_service.engine.chat import DEFAULT_CHAT_TEMPLATE
+from gpt_service.services.local_catalog import CatalogEntry
 from gpt_service.services.model_files import (
     DTYPE_BYTES,
     parameter_size,
     quantization_level,
     read_json,
 )
-from gpt_service.services.ollama_catalog import CatalogEntry
 
 # Models stay loaded until unloaded (keep_alive 0, POST /models/unload): no expiry to report.
 NEVER_EXPIRES = "2318-01-01T00:00:00Z"

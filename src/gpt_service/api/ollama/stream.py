@@ -13,7 +13,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from typing import Any
 
-from gpt_service.api.ollama_format import timestamp
+from gpt_service.api.ollama.format import timestamp
 from gpt_service.engine.types import StreamDelta, TokenLogprob
 from gpt_service.errors import GenerationFailed
 from gpt_service.services.structured import ToolPlan
@@ -127,8 +127,7 @@ def _parse(parser: ToolParser, delta: StreamDelta) -> list[dict[str, Any]]:
     parsed = fold(events)
     delta.text = parsed.content
     return [
-        {"function": {"name": c.name, "arguments": json.loads(c.arguments)}}
-        for c in parsed.calls
+        {"function": {"name": c.name, "arguments": json.loads(c.arguments)}} for c in parsed.calls
     ]
 
 

@@ -1,4 +1,6 @@
-"""The local models as the Ollama API sees them: names with tags, load on use, keep_alive.
+"""This server's own models as the Ollama API it serves (``api/ollama/``) sees them: names
+with tags, load on use, keep_alive. (The *upstream* Ollama's models are another thing:
+``ollama_upstream/``, shown by ``/ollama/models``.)
 
 Ollama names are ``model:tag``. Here the tag names a LoRA adapter of a loaded model, and
 ``latest`` (or no tag) the model as loaded. A model is *available* when it can be loaded by
@@ -47,7 +49,7 @@ class Source:
     lora_adapter: str | None = None
 
 
-class OllamaCatalog:
+class LocalCatalog:
     def __init__(self, registry: ModelRegistry, settings: Settings) -> None:
         self.registry = registry
         self.settings = settings

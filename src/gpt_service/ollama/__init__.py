@@ -1,1 +1,0 @@
-"""Async client for an upstream Ollama server."""
