@@ -6,16 +6,10 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI
 
 from gpt_service import __version__
-from gpt_service.api import evaluation as evaluation_api
-from gpt_service.api import generation, models, ollama_proxy, system
-from gpt_service.api import metrics as metrics_api
-from gpt_service.api import training as training_api
-from gpt_service.api.datasets import router as datasets_router
 from gpt_service.api.errors import install_error_handlers
 from gpt_service.api.middleware import (
     ApiKeyMiddleware,
@@ -23,13 +17,12 @@ from gpt_service.api.middleware import (
     JsonBodyMiddleware,
     RequestContextMiddleware,
 )
-from gpt_service.api.ollama import routes as ollama_api
-from gpt_service.api.openai import lora as lora_admin
-from gpt_service.api.openai import routes as openai
 from gpt_service.api.openapi import install_docs, install_openapi
+from gpt_service.api.routers import error_shapes, include_routers
 from gpt_service.api.ui import mount_ui
 from gpt_service.config import Settings, check_startup
 from gpt_service.log_noise import silence_known_noise
+from gpt_service.services.container import Services
 from gpt_service.services.metrics import Metrics
 
 logger = logging.getLogger(__name__)
@@ -41,8 +34,8 @@ DESCRIPTION = (
 )
 
 
-async def _load_default_model(app: FastAPI, settings: Settings) -> None:
-    registry = app.state.registry
+async def _load_default_model(services: Services) -> None:
+    settings, registry = services.settings, services.registry
     try:
         if settings.default_model:
             await registry.load(settings.default_model, settings.default_model_path)
@@ -51,11 +44,11 @@ async def _load_default_model(app: FastAPI, settings: Settings) -> None:
     try:
         await registry.load_configured_remotes()
     finally:
-        app.state.is_ready = True
+        services.is_ready = True
 
 
-async def _build_services(state: Any, settings: Settings) -> None:
-    """Every service, built once, into ``app.state`` (imports here keep torch out of import time)."""
+async def _build_services(settings: Settings, metrics: Metrics) -> Services:
+    """Every service, built once (imports here keep torch out of import time)."""
     from gpt_service.engine.registry import ModelRegistry
     from gpt_service.evaluation.runner import EvaluationManager
     from gpt_service.evaluation.spec import EVAL
@@ -71,57 +64,65 @@ async def _build_services(state: Any, settings: Settings) -> None:
     from gpt_service.training.jobs import JobManager
 
     settings.ensure_dirs()
-    state.store = store = await asyncio.to_thread(JobStore, settings.store_url)  # migrates
-    state.leases = LeaseKeeper(
-        store, settings.job_lease_seconds, [TRAIN, EVAL], settings.replica_name
-    )
-    await state.leases.start()  # first sweep: jobs of a replica that is gone -> interrupted
-    state.feed = ChangeFeed(store)
-    await state.feed.start()
-    state.registry = registry = ModelRegistry(settings)
-    state.ollama = OllamaClient(
+    store = await asyncio.to_thread(JobStore, settings.store_url)  # migrates
+    leases = LeaseKeeper(store, settings.job_lease_seconds, [TRAIN, EVAL], settings.replica_name)
+    await leases.start()  # first sweep: jobs of a replica that is gone -> interrupted
+    feed = ChangeFeed(store)
+    await feed.start()
+    registry = ModelRegistry(settings)
+    upstream = OllamaClient(
         settings.ollama_base_url,
         settings.ollama_timeout_seconds,
         settings.ollama_connect_timeout_seconds,
     )
-    state.ollama_catalog = LocalCatalog(registry, settings)
-    state.generation = GenerationService(
-        registry,
-        settings.limits.max_tokens,
-        ollama=OllamaBackend(state.ollama),
-        observer=state.metrics,
+    generation = GenerationService(
+        registry, settings.limits.max_tokens, ollama=OllamaBackend(upstream), observer=metrics
     )
-    state.embeddings = EmbeddingService(registry, settings.limits.max_batch_prompts)
-    state.jobs = JobManager(settings, store, registry, state.leases)
-    await state.jobs.start()
-    state.evaluator = EvaluationManager(settings, store, registry, state.generation, state.leases)
-    await state.evaluator.start()
+    jobs = JobManager(settings, store, registry, leases)
+    await jobs.start()
+    evaluator = EvaluationManager(settings, store, registry, generation, leases)
+    await evaluator.start()
+    return Services(
+        settings=settings,
+        metrics=metrics,
+        store=store,
+        leases=leases,
+        feed=feed,
+        registry=registry,
+        ollama_upstream=upstream,
+        local_catalog=LocalCatalog(registry, settings),
+        generation=generation,
+        embeddings=EmbeddingService(registry, settings.limits.max_batch_prompts),
+        jobs=jobs,
+        evaluator=evaluator,
+    )
 
 
-async def _close_services(state: Any) -> None:
+async def _close_services(services: Services) -> None:
     """Shutdown order: background jobs first (running ones become interrupted), then models."""
-    await state.evaluator.stop()
-    await state.jobs.stop()
-    await state.leases.stop()
-    await state.feed.stop()
-    await state.registry.close()
-    await state.ollama.aclose()
-    state.store.close()
+    await services.evaluator.stop()
+    await services.jobs.stop()
+    await services.leases.stop()
+    await services.feed.stop()
+    await services.registry.close()
+    await services.ollama_upstream.aclose()
+    services.store.close()
 
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     settings: Settings = app.state.settings
-    app.state.is_ready = False
-    await _build_services(app.state, settings)
-    loader = asyncio.create_task(_load_default_model(app, settings))
+    metrics: Metrics = app.state.metrics
+    services = await _build_services(settings, metrics)
+    app.state.services = metrics.services = services
+    loader = asyncio.create_task(_load_default_model(services))
     if settings.wait_for_default_model:
         await loader
     try:
         yield
     finally:
         loader.cancel()
-        await _close_services(app.state)
+        await _close_services(services)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -137,30 +138,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.settings = settings
-    install_error_handlers(app)
-
-    app.state.metrics = Metrics(lambda: app.state)
+    app.state.metrics = metrics = Metrics()  # before the services: the middleware counts requests
+    shapes = error_shapes()
+    install_error_handlers(app, shapes)
     # Added last = outermost: request id and metrics see every response, 401 and 413 included.
     app.add_middleware(JsonBodyMiddleware)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes)
-    app.add_middleware(ApiKeyMiddleware, keys=settings.api_keys, docs_open=settings.docs_open)
-    app.add_middleware(RequestContextMiddleware, observer=app.state.metrics)
-    install_openapi(app, bool(settings.api_keys))
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.limits.max_body_bytes, shapes=shapes)
+    app.add_middleware(
+        ApiKeyMiddleware, keys=settings.api_keys, docs_open=settings.docs_open, shapes=shapes
+    )
+    app.add_middleware(RequestContextMiddleware, observer=metrics)
+    install_openapi(app, bool(settings.api_keys), shapes)
     install_docs(app)
-    app.include_router(metrics_api.router)
-    app.include_router(evaluation_api.router)
-    app.include_router(training_api.router)
-
-    for router in (
-        system.router,
-        models.router,
-        generation.router,
-        openai.router,
-        lora_admin.router,
-    ):
-        app.include_router(router)
-    app.include_router(ollama_proxy.router)
-    app.include_router(ollama_api.router)
-    app.include_router(datasets_router)
+    include_routers(app)
     mount_ui(app)
     return app

@@ -202,7 +202,7 @@ async def test_dataset_file_runs_batched_with_rows_progress_and_history(
         ]},
     ] * 3  # fmt: skip
     write_dataset(settings.data_dir / "datasets" / "mixed.jsonl", rows)
-    engine = evals.app.state.registry.get("demo").engine  # type: ignore[attr-defined]
+    engine = evals.app.state.services.registry.get("demo").engine  # type: ignore[attr-defined]
     steps_before = len(engine.stats.step_batch_sizes)
     results = await evaluate(
         evals, dataset_path="datasets/mixed.jsonl", max_samples=10, max_tokens=8

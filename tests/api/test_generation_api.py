@@ -68,7 +68,7 @@ async def test_batch_returns_one_result_per_prompt_in_order_from_shared_steps(
     for prompt, result in zip(prompts, body["results"], strict=True):
         alone = (await client.post("/generate", json={"prompt": prompt, **GREEDY})).json()
         assert result["text"] == alone["text"]
-    engine = client.app.state.registry.get("demo").engine  # type: ignore[attr-defined]
+    engine = client.app.state.services.registry.get("demo").engine  # type: ignore[attr-defined]
     assert max(engine.stats.step_batch_sizes) >= 2
 
 

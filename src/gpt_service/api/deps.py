@@ -1,35 +1,81 @@
-"""Services reach routes through these ``Depends`` aliases (built once in the app lifespan)."""
+"""Services reach routes through these ``Depends`` aliases, all read from the one typed
+``Services`` container the app builds at start-up (``app.state.services``)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 
 from gpt_service.config import Settings
+from gpt_service.services.container import Services
+from gpt_service.services.embeddings import EmbeddingService
 from gpt_service.services.generation import GenerationService
+from gpt_service.services.local_catalog import LocalCatalog
+from gpt_service.services.metrics import Metrics
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch behind these: typing only
     from gpt_service.engine.registry import ModelRegistry
+    from gpt_service.evaluation.runner import EvaluationManager
+    from gpt_service.ollama_upstream.client import OllamaClient
+    from gpt_service.store.notify import ChangeFeed
+    from gpt_service.training.jobs import JobManager
 
 
-def get_settings(request: Request) -> Settings:
-    return request.app.state.settings
+def get_services(request: Request) -> Services:
+    return request.app.state.services
 
 
-def get_registry(request: Request) -> ModelRegistry:
-    return request.app.state.registry
+ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_generation(request: Request) -> GenerationService:
-    return request.app.state.generation
+def get_settings(services: ServicesDep) -> Settings:
+    return services.settings
 
 
-def get_state(request: Request) -> Any:
-    return request.app.state
+def get_metrics(services: ServicesDep) -> Metrics:
+    return services.metrics
+
+
+def get_registry(services: ServicesDep) -> ModelRegistry:
+    return services.registry
+
+
+def get_generation(services: ServicesDep) -> GenerationService:
+    return services.generation
+
+
+def get_embeddings(services: ServicesDep) -> EmbeddingService:
+    return services.embeddings
+
+
+def get_local_catalog(services: ServicesDep) -> LocalCatalog:
+    return services.local_catalog
+
+
+def get_ollama_upstream(services: ServicesDep) -> OllamaClient:
+    return services.ollama_upstream
+
+
+def get_jobs(services: ServicesDep) -> JobManager:
+    return services.jobs
+
+
+def get_feed(services: ServicesDep) -> ChangeFeed:
+    return services.feed
+
+
+def get_evaluator(services: ServicesDep) -> EvaluationManager:
+    return services.evaluator
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 RegistryDep = Annotated["ModelRegistry", Depends(get_registry)]
 GenerationDep = Annotated[GenerationService, Depends(get_generation)]
-StateDep = Annotated[Any, Depends(get_state)]
+EmbeddingsDep = Annotated[EmbeddingService, Depends(get_embeddings)]
+LocalCatalogDep = Annotated[LocalCatalog, Depends(get_local_catalog)]
+OllamaUpstreamDep = Annotated["OllamaClient", Depends(get_ollama_upstream)]
+JobsDep = Annotated["JobManager", Depends(get_jobs)]
+FeedDep = Annotated["ChangeFeed", Depends(get_feed)]
+EvaluatorDep = Annotated["EvaluationManager", Depends(get_evaluator)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -71,26 +72,35 @@ def request_id(request: Request) -> str:
     return getattr(request.state, "request_id", "-")
 
 
-# Other API families (OpenAI /v1, Ollama /api) answer errors in their own shape, by path prefix.
 ErrorShaper = Callable[[int, str], dict[str, Any]]
-ERROR_SHAPES: dict[str, ErrorShaper] = {}
 
 
-def error_body(path: str, status: int, message: str) -> dict[str, Any]:
-    for prefix, shaper in ERROR_SHAPES.items():
-        if path.startswith(prefix):
-            return shaper(status, message)
-    return {"detail": message}
+@dataclass(frozen=True)
+class ErrorShapes:
+    """Error bodies by path prefix: an API dialect answers in its own shape under its router's
+    prefix (OpenAI's error object under ``/v1``, Ollama's ``{"error": ...}`` under ``/api``),
+    everything else ``{"detail": "..."}``. Built from the routers by ``api/routers.py``."""
+
+    by_prefix: tuple[tuple[str, ErrorShaper], ...] = ()
+
+    def shaper(self, path: str) -> ErrorShaper | None:
+        for prefix, shaper in self.by_prefix:
+            if path == prefix or path.startswith(prefix + "/"):
+                return shaper
+        return None
+
+    def body(self, path: str, status: int, message: str) -> dict[str, Any]:
+        shaper = self.shaper(path)
+        return shaper(status, message) if shaper is not None else {"detail": message}
 
 
-def error_response(
-    request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    body = error_body(request.url.path, status, message)
-    return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
+def install_error_handlers(app: FastAPI, shapes: ErrorShapes) -> None:
+    def error_response(
+        request: Request, status: int, message: str, headers: Mapping[str, str] | None = None
+    ) -> JSONResponse:
+        body = shapes.body(request.url.path, status, message)
+        return JSONResponse(body, status_code=status, headers=dict(headers) if headers else None)
 
-
-def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def service_error(request: Request, exc: ServiceError) -> JSONResponse:
         status = status_for(exc)

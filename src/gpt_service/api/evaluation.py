@@ -8,27 +8,18 @@ POST answers only once the evaluation has finished, with the results in the same
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
+from gpt_service.api.deps import EvaluatorDep
 from gpt_service.evaluation.spec import EvalRecord, EvalRequest
 from gpt_service.store.records import JobStatus
-
-if TYPE_CHECKING:
-    from gpt_service.evaluation.runner import EvaluationManager
 
 router = APIRouter(prefix="/evaluate", tags=["evaluation"])
 
 MAX_OFFSET = 2**31 - 1  # keep pagination in a sane range for every database
-
-
-def get_evaluator(request: Request) -> EvaluationManager:
-    return request.app.state.evaluator
-
-
-EvaluatorDep = Annotated["EvaluationManager", Depends(get_evaluator)]
 
 
 class EvalSampleRow(BaseModel):

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from gpt_service.api.errors import error_body
+from gpt_service.api.errors import ErrorShapes
 
 logger = logging.getLogger(__name__)
 
@@ -114,18 +114,20 @@ class JsonBodyMiddleware:
 class BodyLimitMiddleware:
     """413 for bodies over the limit, by Content-Length or while a chunked body streams in."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, shapes: ErrorShapes) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.shapes = shapes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         message = f"request body exceeds the limit of {self.max_bytes} bytes"
+        body = self.shapes.body(scope["path"], 413, message)
         length = _header(scope, b"content-length")
         if length is not None and length.isdigit() and int(length) > self.max_bytes:
-            await _send_json(send, 413, error_body(scope["path"], 413, message), {})
+            await _send_json(send, 413, body, {})
             return
         received = 0
         rejected = False
@@ -138,7 +140,7 @@ class BodyLimitMiddleware:
                 if received > self.max_bytes:
                     # Answer 413 now; the app sees a disconnect and its response is dropped.
                     rejected = True
-                    await _send_json(send, 413, error_body(scope["path"], 413, message), {})
+                    await _send_json(send, 413, body, {})
                     return {"type": "http.disconnect"}
             return msg
 
@@ -153,8 +155,9 @@ class ApiKeyMiddleware:
     """When keys are configured, every route but liveness (and docs if allowed) needs one:
     ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``."""
 
-    def __init__(self, app: ASGIApp, keys: list[str], docs_open: bool) -> None:
+    def __init__(self, app: ASGIApp, keys: list[str], docs_open: bool, shapes: ErrorShapes) -> None:
         self.app = app
+        self.shapes = shapes
         self.keys = [k.encode() for k in keys]
         self.open = OPEN_PATHS + (DOCS_PATHS if docs_open else ()) + ("/ui",)
 
@@ -177,5 +180,5 @@ class ApiKeyMiddleware:
             return
         message = "missing API key" if not key else "invalid API key"
         message += ": send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"
-        body = error_body(scope["path"], 401, message)
+        body = self.shapes.body(scope["path"], 401, message)
         await _send_json(send, 401, body, {"WWW-Authenticate": "Bearer"})

@@ -13,26 +13,16 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 from sse_starlette.sse import EventSourceResponse
 
-from gpt_service.errors import ServiceError, Unavailable, UpstreamError
-from gpt_service.ollama_upstream.client import OllamaClient
+from gpt_service.api.deps import OllamaUpstreamDep
+from gpt_service.errors import ServiceError, UpstreamError
 
 router = APIRouter(prefix="/ollama", tags=["ollama"])
-
-
-def get_ollama(request: Request) -> OllamaClient:
-    client = getattr(request.app.state, "ollama", None)
-    if client is None:
-        raise Unavailable("the Ollama proxy is not configured")
-    return client
-
-
-OllamaDep = Annotated[OllamaClient, Depends(get_ollama)]
 
 
 class OllamaModel(BaseModel):
@@ -92,7 +82,7 @@ def _model(tag: dict[str, Any]) -> OllamaModel:
 
 
 @router.get("/models", response_model=OllamaModelsResponse, summary="Models of the Ollama upstream")
-async def list_models(client: OllamaDep) -> OllamaModelsResponse:
+async def list_models(client: OllamaUpstreamDep) -> OllamaModelsResponse:
     models = [_model(tag) for tag in await client.tags()]
     return OllamaModelsResponse(models=models, total_count=len(models), base_url=client.base_url)
 
@@ -154,7 +144,7 @@ async def _pull_to_end(model_name: str, progress: AsyncIterator[dict[str, Any]])
 )
 async def pull(
     request: Request,
-    client: OllamaDep,
+    client: OllamaUpstreamDep,
     model_name: str = Query(..., min_length=1, description="Ollama model, e.g. llama3.2"),
     stream: bool = Query(False, description="stream progress as SSE"),
 ) -> Any:
@@ -171,7 +161,7 @@ async def pull(
 
 
 @router.get("/stats", response_model=OllamaStatsResponse, summary="Upstream state and counters")
-async def stats(client: OllamaDep) -> OllamaStatsResponse:
+async def stats(client: OllamaUpstreamDep) -> OllamaStatsResponse:
     reachable = await client.is_reachable(max_age=0)
     version, tags, running = None, [], []
     if reachable:

@@ -23,6 +23,8 @@ from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from gpt_service.api.errors import ErrorShapes
+
 DOCS_ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 DOCS_ASSETS_PATH = "/docs/assets"  # under /docs: open whenever the docs are
 FAVICON = "/ui/favicon.svg"
@@ -50,19 +52,17 @@ ERROR_STATUSES = {
     "502": "Upstream error",
     "503": "Overloaded or unavailable (see Retry-After)",
 }
-# API families that answer errors in their own shape document them themselves.
-OWN_ERROR_SHAPES = ("/v1", "/api/")
 
 
-def _document_errors(schema: dict[str, Any]) -> None:
+def _document_errors(schema: dict[str, Any], shapes: ErrorShapes) -> None:
     schema.setdefault("components", {}).setdefault("schemas", {})["ErrorDetail"] = ERROR_SCHEMA
     ref = {"$ref": "#/components/schemas/ErrorDetail"}
     for path, operations in schema.get("paths", {}).items():
         for operation in operations.values():
             responses = operation.setdefault("responses", {})
             responses.pop("422", None)  # validation errors are 400 here, as API.md says
-            if path.startswith(OWN_ERROR_SHAPES):
-                continue
+            if shapes.shaper(path) is not None:
+                continue  # an API dialect with its own error shape documents it itself
             for status, description in ERROR_STATUSES.items():
                 responses.setdefault(
                     status,
@@ -70,7 +70,7 @@ def _document_errors(schema: dict[str, Any]) -> None:
                 )
 
 
-def install_openapi(app: FastAPI, is_key_required: bool) -> None:
+def install_openapi(app: FastAPI, is_key_required: bool, shapes: ErrorShapes) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
             return app.openapi_schema
@@ -80,7 +80,7 @@ def install_openapi(app: FastAPI, is_key_required: bool) -> None:
         schema.setdefault("components", {})["securitySchemes"] = SCHEMES
         if is_key_required:
             schema["security"] = [{"bearerAuth": []}, {"apiKeyHeader": []}]
-        _document_errors(schema)
+        _document_errors(schema, shapes)
         app.openapi_schema = schema
         return schema
 

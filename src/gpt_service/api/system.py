@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from gpt_service import __version__
-from gpt_service.api.deps import SettingsDep, StateDep
+from gpt_service.api.deps import ServicesDep, SettingsDep
+from gpt_service.services.container import Services
+
+if TYPE_CHECKING:
+    from gpt_service.engine.registry import ModelRegistry
 
 router = APIRouter(tags=["system"])
 
@@ -42,30 +46,22 @@ async def root(settings: SettingsDep) -> dict[str, Any]:
     }
 
 
-async def _component_states(state: Any) -> dict[str, bool]:
-    registry = getattr(state, "registry", None)
-    ollama = getattr(state, "ollama", None)
-    jobs = getattr(state, "jobs", None)
-    evaluator = getattr(state, "evaluator", None)
+async def _component_states(services: Services) -> dict[str, bool]:
     return {
-        "model_manager": bool(registry and registry.models),
-        "ollama_proxy": bool(ollama and await ollama.is_reachable()),
-        "trainer": bool(jobs and jobs.is_alive),
-        "evaluator": bool(evaluator and evaluator.is_alive),
+        "model_manager": bool(services.registry.models),
+        "ollama_proxy": await services.ollama_upstream.is_reachable(),
+        "trainer": services.jobs.is_alive,
+        "evaluator": services.evaluator.is_alive,
     }
 
 
-def store_state(state: Any) -> dict[str, Any] | None:
+def store_state(services: Services) -> dict[str, Any]:
     """The job store as this replica sees it (blocking: run it in a thread)."""
-    store = getattr(state, "store", None)
-    leases = getattr(state, "leases", None)
-    if store is None or leases is None:
-        return None
+    store, leases = services.store, services.leases
     view: dict[str, Any] = {"engine": store.dialect, "reachable": store.ping()}
     view["replica"] = leases.owner
     view["lease_seconds"] = leases.lease_seconds
-    feed = getattr(state, "feed", None)
-    view["push"] = bool(feed and feed.is_listening)  # LISTEN/NOTIFY up (PostgreSQL)
+    view["push"] = services.feed.is_listening  # LISTEN/NOTIFY up (PostgreSQL)
     if view["reachable"]:
         try:
             view["queue_depth"] = store.queue_depth()
@@ -76,22 +72,21 @@ def store_state(state: Any) -> dict[str, Any] | None:
 
 
 @router.get("/health", summary="Health check (liveness) with each component's state")
-async def health(state: StateDep) -> dict[str, Any]:
-    store = await asyncio.to_thread(store_state, state)
-    components = await _component_states(state)
+async def health(services: ServicesDep) -> dict[str, Any]:
+    store = await asyncio.to_thread(store_state, services)
+    components = await _component_states(services)
     return {
         "status": "healthy",
         "service": "gpt-service",
         **components,
         "store": store,
-        "remote_models": _remote_states(state),
+        "remote_models": _remote_states(services.registry),
     }
 
 
-def _remote_states(state: Any) -> dict[str, dict[str, Any]]:
+def _remote_states(registry: ModelRegistry) -> dict[str, dict[str, Any]]:
     """Each remote model's replicas: how many are in rotation (probed back in when down)."""
-    registry = getattr(state, "registry", None)
-    remotes = [m for m in (registry.models.values() if registry else []) if m.is_remote]
+    remotes = [m for m in registry.models.values() if m.is_remote]
     return {
         m.name: {
             "healthy": m.pool.num_up > 0,
@@ -103,12 +98,11 @@ def _remote_states(state: Any) -> dict[str, dict[str, Any]]:
 
 
 @router.get("/ready", summary="Readiness: false while the default model is still loading")
-async def ready(state: StateDep) -> JSONResponse:
-    registry = getattr(state, "registry", None)
-    is_ready = bool(getattr(state, "is_ready", False)) and registry is not None
+async def ready(services: ServicesDep) -> JSONResponse:
+    registry = services.registry
     body = {
-        "ready": is_ready,
-        "loading": sorted(registry.loading) if registry else [],
-        "models": sorted(registry.models) if registry else [],
+        "ready": services.is_ready,
+        "loading": sorted(registry.loading),
+        "models": sorted(registry.models),
     }
-    return JSONResponse(body, status_code=200 if is_ready else 503)
+    return JSONResponse(body, status_code=200 if services.is_ready else 503)

@@ -4,31 +4,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse
 
+from gpt_service.api.deps import FeedDep, JobsDep
 from gpt_service.training.config import JobStatus, TrainJob, TrainJobSpec
 
-if TYPE_CHECKING:
-    from gpt_service.store.notify import ChangeFeed
-    from gpt_service.training.jobs import JobManager
-
 router = APIRouter(prefix="/train", tags=["training"])
-
-
-def get_jobs(request: Request) -> JobManager:
-    return request.app.state.jobs
-
-
-def get_feed(request: Request) -> ChangeFeed:
-    return request.app.state.feed
-
-
-JobsDep = Annotated["JobManager", Depends(get_jobs)]
-FeedDep = Annotated["ChangeFeed", Depends(get_feed)]
 
 
 class TrainSubmitResponse(BaseModel):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +17,11 @@ from prometheus_client.registry import Collector
 
 from gpt_service.engine.types import Completion, StreamDelta
 
+if TYPE_CHECKING:
+    from gpt_service.services.container import Services
+    from gpt_service.store.jobs import JobStore
+    from gpt_service.store.leases import LeaseKeeper
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
 
@@ -24,42 +29,34 @@ TOKEN_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1)
 class _StateCollector(Collector):
     """Gauges read at scrape time from the live services (no bookkeeping on the hot path)."""
 
-    def __init__(self, state: Callable[[], Any]) -> None:
-        self.state = state
+    def __init__(self, services: Callable[[], Services | None]) -> None:
+        self.services = services
 
     def collect(self) -> Iterator[GaugeMetricFamily]:
-        state = self.state()
-        registry = getattr(state, "registry", None)
+        services = self.services()  # None until the app has started
         queue = GaugeMetricFamily("gpt_queue_depth", "requests waiting per model", labels=["model"])
         running = GaugeMetricFamily(
             "gpt_running_sequences", "sequences in the running batch", labels=["model"]
         )
         loaded = GaugeMetricFamily("gpt_loaded_models", "models loaded")
-        models = list(registry.models.values()) if registry else []
+        models = list(services.registry.models.values()) if services else []
         for m in models:
             queue.add_metric([m.name], m.num_waiting)
             running.add_metric([m.name], m.num_running)
         loaded.add_metric([], len(models))
         yield from (queue, running, loaded)
         yield from _replica_metrics(models)
-        yield from _store_metrics(state)
-        ollama = getattr(state, "ollama", None)
-        stats = getattr(ollama, "counters", None)
-        if stats is not None:
-            proxied = GaugeMetricFamily(
-                "gpt_ollama_proxied", "proxied Ollama calls", labels=["kind"]
-            )
-            for key, value in stats().items():
-                if isinstance(value, int | float):
-                    proxied.add_metric([key], value)
-            yield proxied
+        if services is None:
+            return
+        yield from _store_metrics(services.store, services.leases)
+        proxied = GaugeMetricFamily("gpt_ollama_proxied", "proxied Ollama calls", labels=["kind"])
+        for key, value in services.ollama_upstream.counters().items():
+            if isinstance(value, int | float):
+                proxied.add_metric([key], value)
+        yield proxied
 
 
-def _store_metrics(state: Any) -> Iterator[GaugeMetricFamily]:
-    store = getattr(state, "store", None)
-    leases = getattr(state, "leases", None)
-    if store is None:
-        return
+def _store_metrics(store: JobStore, leases: LeaseKeeper) -> Iterator[GaugeMetricFamily]:
     up = GaugeMetricFamily("gpt_store_up", "job store reachable (1) or not", labels=["engine"])
     reachable = store.ping()
     up.add_metric([store.dialect], 1 if reachable else 0)
@@ -76,12 +73,11 @@ def _store_metrics(state: Any) -> Iterator[GaugeMetricFamily]:
     yield GaugeMetricFamily(
         "gpt_store_queue_depth", "queued jobs, all replicas", value=store.queue_depth()
     )
-    if leases is not None:
-        yield GaugeMetricFamily(
-            "gpt_store_leases_held",
-            "running jobs whose lease this replica holds",
-            value=store.leases_held(leases.owner),
-        )
+    yield GaugeMetricFamily(
+        "gpt_store_leases_held",
+        "running jobs whose lease this replica holds",
+        value=store.leases_held(leases.owner),
+    )
 
 
 _REPLICA_GAUGES = {
@@ -113,7 +109,11 @@ def _replica_metrics(models: list[Any]) -> Iterator[GaugeMetricFamily]:
 
 
 class Metrics:
-    def __init__(self, state: Callable[[], Any]) -> None:
+    """The app's Prometheus registry: counters fed by the hooks below (HTTP middleware,
+    generation service), gauges read from ``services`` at scrape time once it is set."""
+
+    def __init__(self) -> None:
+        self.services: Services | None = None  # set by the app once every service is built
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -147,7 +147,7 @@ class Metrics:
             buckets=TOKEN_BUCKETS,
             registry=r,
         )
-        r.register(_StateCollector(state))
+        r.register(_StateCollector(lambda: self.services))
         ProcessCollector(registry=r)  # process_resident_memory_bytes, CPU seconds, open fds
 
     def render(self) -> bytes:

@@ -1,4 +1,4 @@
-"""Ollama's JSON shapes for models: ``/api/tags``, ``/api/ps`` and ``/api/show`` entries."""
+"""Ollama's JSON shapes: errors, and the model entries of ``/api/tags``, ``/api/ps``, ``/api/show``."""
 
 from __future__ import annotations
 
@@ -14,6 +14,12 @@ from gpt_service.services.model_files import (
     quantization_level,
     read_json,
 )
+
+
+def ollama_error(status: int, message: str) -> dict[str, Any]:
+    """Ollama's error body, whatever the status: ``{"error": "..."}``."""
+    return {"error": message}
+
 
 # Models stay loaded until unloaded (keep_alive 0, POST /models/unload): no expiry to report.
 NEVER_EXPIRES = "2318-01-01T00:00:00Z"

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gpt_service import __version__
-from gpt_service.api.deps import GenerationDep, RegistryDep
-from gpt_service.api.errors import ERROR_SHAPES
+from gpt_service.api.deps import GenerationDep, LocalCatalogDep, RegistryDep
 from gpt_service.api.ollama.format import ps_entry, show_body, tag_entry
 from gpt_service.api.ollama.schemas import ChatBody, GenerateBody, ModelBody, OllamaRequest
 from gpt_service.api.ollama.stream import Turn, collect, ndjson, run
@@ -28,18 +27,9 @@ if TYPE_CHECKING:
     from gpt_service.engine.registry import LoadedModel
     from gpt_service.engine.types import SamplingParams
 
-ERROR_SHAPES["/api/"] = lambda status, message: {"error": message}
-
 router = APIRouter(prefix="/api", tags=["ollama-api"])
 
 NDJSON = "application/x-ndjson"
-
-
-def get_catalog(request: Request) -> LocalCatalog:
-    return request.app.state.ollama_catalog
-
-
-CatalogDep = Annotated[LocalCatalog, Depends(get_catalog)]
 
 
 @router.get("/version", summary="Ollama: server version")
@@ -48,18 +38,18 @@ async def version() -> dict[str, str]:
 
 
 @router.get("/tags", summary="Ollama: models available (loaded, bundled, under models/)")
-async def tags(catalog: CatalogDep) -> dict[str, Any]:
+async def tags(catalog: LocalCatalogDep) -> dict[str, Any]:
     return {"models": [tag_entry(e) for e in catalog.entries()]}
 
 
 @router.get("/ps", summary="Ollama: models loaded in memory")
-async def ps(catalog: CatalogDep) -> dict[str, Any]:
+async def ps(catalog: LocalCatalogDep) -> dict[str, Any]:
     running = [e for e in catalog.entries() if e.loaded is not None and not e.adapter_dir]
     return {"models": [ps_entry(e) for e in running]}
 
 
 @router.post("/show", summary="Ollama: model details, template, parameters, model_info")
-async def show(body: ModelBody, catalog: CatalogDep) -> dict[str, Any]:
+async def show(body: ModelBody, catalog: LocalCatalogDep) -> dict[str, Any]:
     return show_body(catalog.find(body.model))
 
 
@@ -70,7 +60,7 @@ async def show(body: ModelBody, catalog: CatalogDep) -> dict[str, Any]:
     '`{"error": ...}`); `stream: false` answers once. Only models that exist locally can be '
     "pulled: loaded ones, the bundled demo, or a directory under `<data_dir>/models`.",
 )
-async def pull(body: ModelBody, catalog: CatalogDep) -> Any:
+async def pull(body: ModelBody, catalog: LocalCatalogDep) -> Any:
     if not catalog.is_available(body.model):
         raise ModelNotFound(
             f"pull model manifest: model '{body.model}' not found locally; this server does "
@@ -176,7 +166,7 @@ async def _respond(
 @router.post("/generate", summary="Ollama: complete a prompt (NDJSON stream by default)")
 async def generate(
     body: GenerateBody,
-    catalog: CatalogDep,
+    catalog: LocalCatalogDep,
     registry: RegistryDep,
     service: GenerationDep,
 ) -> Any:
@@ -196,7 +186,7 @@ async def generate(
 
 
 @router.post("/chat", summary="Ollama: next chat message (NDJSON stream by default)")
-async def chat(body: ChatBody, catalog: CatalogDep, service: GenerationDep) -> Any:
+async def chat(body: ChatBody, catalog: LocalCatalogDep, service: GenerationDep) -> Any:
     if not body.messages:
         return await _answer_loaded(body, catalog, is_chat=True)
     body.check_supported()

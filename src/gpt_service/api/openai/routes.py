@@ -11,15 +11,14 @@ import asyncio
 import base64
 import struct
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter
 from sse_starlette.sse import EventSourceResponse
 
-from gpt_service.api.deps import GenerationDep, RegistryDep, SettingsDep
-from gpt_service.api.errors import ERROR_SHAPES
+from gpt_service.api.deps import EmbeddingsDep, GenerationDep, RegistryDep, SettingsDep
 from gpt_service.api.openai.chat_schemas import ChatCompletionRequest
-from gpt_service.api.openai.errors import ERROR_RESPONSES, openai_error
+from gpt_service.api.openai.errors import ERROR_RESPONSES
 from gpt_service.api.openai.format import (
     ChatChoice,
     ChatCompletionResponse,
@@ -49,22 +48,13 @@ from gpt_service.api.openai.tools import chat_finish, chat_message
 from gpt_service.config import Settings
 from gpt_service.engine.types import Completion
 from gpt_service.errors import InvalidRequest, ModelNotFound
-from gpt_service.services.embeddings import EmbeddingService
 from gpt_service.services.generation import GenerationJob, GenerationService
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
-ERROR_SHAPES["/v1"] = openai_error
 
 SSE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {"text/event-stream": {}}, "description": "JSON, or SSE when stream=true"}
 }
-
-
-def get_embeddings(request: Request) -> EmbeddingService:
-    return request.app.state.embeddings
-
-
-EmbeddingsDep = Annotated[EmbeddingService, Depends(get_embeddings)]
 
 
 # ---- models --------------------------------------------------------------------------------
