@@ -133,3 +133,23 @@ async def test_seed_makes_sampling_reproducible(client: httpx.AsyncClient):
 async def test_use_ollama_without_an_upstream_is_503(client: httpx.AsyncClient):
     r = await client.post("/generate", json={"prompt": "hi", "use_ollama": True, "model_name": "x"})
     assert r.status_code == 503 and r.json()["detail"]
+
+
+async def test_prompts_are_tokenized_off_the_event_loop(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+):
+    import threading
+
+    tokenizer = client.app.state.services.registry.get("demo").tokenizer  # type: ignore[attr-defined]
+    encode, threads = tokenizer.encode, []
+
+    def recording_encode(*args: object, **kwargs: object) -> list[int]:
+        threads.append(threading.get_ident())
+        return encode(*args, **kwargs)
+
+    monkeypatch.setattr(tokenizer, "encode", recording_encode)
+    for body in ({"prompt": "你好"}, {"messages": [{"role": "user", "content": "你好"}]}):
+        path = "/generate" if "prompt" in body else "/chat"
+        r = await client.post(path, json={**body, "max_tokens": 2})
+        assert r.status_code == 200, r.text
+    assert len(threads) == 2 and threading.get_ident() not in threads

@@ -10,7 +10,7 @@ from gpt_service.engine.types import SamplingParams
 from gpt_service.errors import InvalidRequest, NotFound, Unavailable, UpstreamError
 from gpt_service.ollama_upstream.backend import build_request, ollama_options
 from gpt_service.ollama_upstream.client import error_for_status, upstream_message
-from gpt_service.services.generation import GenerationJob
+from gpt_service.services.preparation import GenerationJob
 
 CAP = 512
 

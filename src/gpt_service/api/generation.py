@@ -15,7 +15,7 @@ from gpt_service.api.openai.structured import ResponseFormat
 from gpt_service.engine.types import Completion, SamplingParams, StreamDelta
 from gpt_service.errors import InvalidRequest
 from gpt_service.schema_base import StrictBody
-from gpt_service.services.generation import GenerationJob
+from gpt_service.services.preparation import GenerationJob
 
 router = APIRouter(tags=["generation"])
 
@@ -176,8 +176,8 @@ async def generate_stream(body: GenerateRequest, service: GenerationDep) -> Even
     job = GenerationJob(
         body.sampling(), body.model_name, prompt=body.prompt, use_ollama=body.use_ollama
     )
-    stream, name = await service.open_stream(job)
-    return EventSourceResponse(_sse_events(stream, name), ping=15)
+    opened = await service.open_stream(job)
+    return EventSourceResponse(_sse_events(opened.deltas, opened.model_name), ping=15)
 
 
 @router.post("/chat", response_model=ChatResponse, summary="Chat with the model's chat template")

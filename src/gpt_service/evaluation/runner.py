@@ -35,7 +35,8 @@ from gpt_service.evaluation.scoring import (
 )
 from gpt_service.evaluation.spec import EVAL, EvalProgress, EvalRecord, EvalRequest
 from gpt_service.remote.perplexity import PerplexityUnavailable
-from gpt_service.services.generation import GenerationJob, GenerationService
+from gpt_service.services.generation import GenerationService
+from gpt_service.services.preparation import GenerationJob
 from gpt_service.store.jobs import JobStore
 from gpt_service.store.leases import LeaseKeeper
 from gpt_service.store.records import ACTIVE, JobNotFound, JobStatus, now_iso
@@ -148,7 +149,7 @@ class EvaluationManager:
     def _check_model(self, request: EvalRequest) -> str:
         """The served name ('model' or 'model:adapter'); raises 404/400 like a generation."""
         probe = GenerationJob(request.sampling(), request.model_name, prompt="probe")
-        return self.generation.prepare(probe).display_name
+        return self.generation.served_name(probe)
 
     async def wait(self, eval_id: str) -> EvalRecord:
         task = self._tasks.get(eval_id)

@@ -15,7 +15,7 @@ from gpt_service.errors import InvalidRequest, ServiceError
 from gpt_service.ollama_upstream.client import OllamaClient
 
 if TYPE_CHECKING:
-    from gpt_service.services.generation import GenerationJob
+    from gpt_service.services.preparation import GenerationJob
 
 
 def ollama_options(params: SamplingParams) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from gpt_service.errors import InvalidRequest
+from gpt_service.services.preparation import served_name
 
 if TYPE_CHECKING:
     from gpt_service.engine.registry import ModelRegistry
@@ -29,7 +30,4 @@ class EmbeddingService:
             )
         model, adapter = self.registry.resolve(model_name)
         output = await model.embed(texts, adapter, normalize)
-        name = model.name
-        if adapter and adapter != model.default_adapter:
-            name = f"{model.name}:{adapter}"
-        return output, name
+        return output, served_name(model, adapter)

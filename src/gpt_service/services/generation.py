@@ -1,6 +1,7 @@
-"""Generation as every API needs it: pick the model (or Ollama), prepare, stream or complete.
+"""Generation as every API needs it: prepare the request once (``preparation.py``), then
+run it to the end or stream it, on the served model or the upstream Ollama (``use_ollama``).
 
-The model is local or remote; either prepares its own request (token ids for the local
+The model is local or remote; either takes its prepared request (token ids for the local
 engine, text or messages for a remote engine) and yields the same deltas.
 """
 
@@ -8,13 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gpt_service.engine.types import Completion, SamplingParams, StreamDelta
 from gpt_service.errors import InvalidRequest, Unavailable
-from gpt_service.services.structured import ToolPlan, prepare_messages
+from gpt_service.services.preparation import (
+    GenerationJob,
+    Prepared,
+    check_inputs,
+    render,
+    served_name,
+    tokenizes_here,
+)
 
 if TYPE_CHECKING:
     from gpt_service.engine.registry import ModelRegistry, ServedModel
@@ -29,28 +37,13 @@ class GenerationBackend(Protocol):
 
 
 @dataclass
-class GenerationJob:
-    params: SamplingParams
-    model_name: str | None = None
-    prompt: str | None = None
-    messages: list[dict[str, Any]] | None = None
-    tool_plan: ToolPlan | None = None  # chat with tools: rendered, parsed (or forced)
+class OpenStream:
+    """A submitted generation: its deltas, the model name to answer with, and the token ids
+    the local engine was given (None for a remote engine or the Ollama upstream)."""
+
+    deltas: AsyncIterator[StreamDelta]
+    model_name: str
     prompt_ids: list[int] | None = None
-    use_ollama: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class Prepared:
-    model: ServedModel
-    adapter: str | None
-    request: Any  # what the model's backend takes: token ids (local) or a RemoteRequest
-
-    @property
-    def display_name(self) -> str:
-        if self.adapter and self.adapter != self.model.default_adapter:
-            return f"{self.model.name}:{self.adapter}"
-        return self.model.name
 
 
 class GenerationService:
@@ -66,32 +59,30 @@ class GenerationService:
         self.ollama = ollama
         self.observer = observer  # metrics hook: .on_completion(model, completion)
 
-    def prepare(self, job: GenerationJob) -> Prepared:
+    def resolve(self, job: GenerationJob) -> tuple[ServedModel, str | None]:
+        """The checks that need no tokenizer: sampling, the model and adapter, the inputs."""
         self._check_params(job.params)
         model, adapter = self.registry.resolve(job.model_name)
-        prompt_ids = None if job.prompt_ids is None else check_token_ids(job.prompt_ids, model)
-        if job.messages is None and prompt_ids is None and not (job.prompt or "").strip():
-            raise InvalidRequest("prompt must not be empty")  # for every backend
-        messages, tools = job.messages, None
-        if messages is not None:
-            # A local model renders tools with its own template (and we parse its format); a
-            # remote engine gets the OpenAI definitions as they are.
-            tokenizer = getattr(model, "tokenizer", None)
-            if tokenizer is not None:
-                template = getattr(tokenizer, "chat_template", None)
-                messages, tools = prepare_messages(messages, job.tool_plan, template)
-            elif job.tool_plan is not None:
-                tools = job.tool_plan.template_tools()
-        request = model.prepare(job.prompt, messages, prompt_ids, tools)
-        return Prepared(model, adapter, request)
+        check_inputs(job, model)
+        return model, adapter
 
-    async def prepare_checked(self, job: GenerationJob) -> Prepared:
-        """``prepare``, plus the structured-output grammar compiled (cached) off the event
-        loop, so a schema the grammar library refuses is a 400 before anything is queued."""
-        prepared = self.prepare(job)
+    def served_name(self, job: GenerationJob) -> str:
+        """The name answers for ``job`` will carry ("name" or "name:adapter"); raises the
+        404/400 a generation would."""
+        return served_name(*self.resolve(job))
+
+    async def prepare(self, job: GenerationJob) -> Prepared:
+        """Checked and rendered (templating and tokenizing in a thread), plus the
+        structured-output grammar compiled (cached) off the event loop, so a schema the
+        grammar library refuses is a 400 before anything is queued."""
+        model, adapter = self.resolve(job)
+        if tokenizes_here(model):
+            request = await asyncio.to_thread(render, job, model)
+        else:
+            request = render(job, model)
         if job.params.constraint is not None:
-            await prepared.model.check_constraint(job.params.constraint)
-        return prepared
+            await model.check_constraint(job.params.constraint)
+        return Prepared(model, adapter, served_name(model, adapter), request)
 
     def _check_params(self, params: SamplingParams) -> None:
         if params.max_tokens > self.max_tokens_cap:
@@ -120,24 +111,23 @@ class GenerationService:
         if job.use_ollama:
             self._check_ollama(job)
             return await self._backend().complete(job), job.model_name or ""
-        return await self._run(await self.prepare_checked(job), job)
+        return await self._run(await self.prepare(job), job)
 
     async def _run(self, prepared: Prepared, job: GenerationJob) -> tuple[Completion, str]:
         completion = await prepared.model.generate(prepared.request, job.params, prepared.adapter)
         self._observe(prepared.model.name, completion)
-        return completion, prepared.display_name
+        return completion, prepared.model_name
 
     async def complete_many(self, jobs: list[GenerationJob]) -> list[tuple[Completion, str]]:
         """Validate every job first (one bad prompt rejects the whole call before any work),
-        then submit them all at once so the engine batches them."""
+        then submit them all at once so the engine batches them; the first failure cancels
+        the rest. (Calls to the Ollama upstream each run to their end: it counts them.)"""
         if any(job.use_ollama for job in jobs):
             return list(await asyncio.gather(*(self.complete(job) for job in jobs)))
-        prepared = [await self.prepare_checked(job) for job in jobs]
-        return list(
-            await asyncio.gather(*(self._run(p, j) for p, j in zip(prepared, jobs, strict=True)))
-        )
+        prepared = [await self.prepare(job) for job in jobs]
+        return await _all([self._run(p, j) for p, j in zip(prepared, jobs, strict=True)])
 
-    async def open_stream(self, job: GenerationJob) -> tuple[AsyncIterator[StreamDelta], str]:
+    async def open_stream(self, job: GenerationJob) -> OpenStream:
         """Validate and submit now (so errors get a status code), stream later."""
         if job.use_ollama:
             self._check_ollama(job)
@@ -145,10 +135,12 @@ class GenerationService:
             # Reach the upstream before answering, so it being down or not knowing the model
             # is a 503/404 status rather than an error event inside a 200 stream.
             first = await anext(stream)
-            return _prepend(first, stream), job.model_name or ""
-        prepared = await self.prepare_checked(job)
-        stream = await prepared.model.open_stream(prepared.request, job.params, prepared.adapter)
-        return self._observed(prepared.model.name, stream), prepared.display_name
+            return OpenStream(_prepend(first, stream), job.model_name or "")
+        prepared = await self.prepare(job)
+        model = prepared.model
+        stream = await model.open_stream(prepared.request, job.params, prepared.adapter)
+        deltas = self._observed(model.name, stream)
+        return OpenStream(deltas, prepared.model_name, prepared.prompt_ids)
 
     async def _observed(
         self, model: str, stream: AsyncIterator[StreamDelta]
@@ -185,29 +177,19 @@ class GenerationService:
             self.observer.on_completion(model, completion)
 
 
-def vocabulary_size(model: ServedModel) -> int | None:
-    """Ids the model can embed: the tokenizer's and the embedding matrix's sizes, the smaller."""
-    tokenizer = getattr(model, "tokenizer", None)
-    if tokenizer is None:
-        return None
-    size = len(tokenizer)
-    config = getattr(getattr(model, "model", None), "config", None)
-    embedded = getattr(config, "vocab_size", None)
-    return min(size, embedded) if isinstance(embedded, int) and embedded > 0 else size
-
-
-def check_token_ids(ids: list[int], model: ServedModel) -> list[int]:
-    """Token ids given by a client (OpenAI prompt ids, Ollama context): an id outside the
-    vocabulary would fail the engine step shared with other requests, so it is a 400."""
-    size = vocabulary_size(model)
-    if size is None:
-        return ids
-    bad = next((t for t in ids if not 0 <= t < size), None)
-    if bad is not None:
-        raise InvalidRequest(
-            f"token id {bad} is outside the vocabulary of model '{model.name}' (0..{size - 1})"
-        )
-    return ids
+async def _all(
+    calls: list[Coroutine[Any, Any, tuple[Completion, str]]],
+) -> list[tuple[Completion, str]]:
+    """Run together; the first failure cancels the others and is raised as it is."""
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(call) for call in calls]
+    except BaseExceptionGroup as errors:
+        first: BaseException = errors
+        while isinstance(first, BaseExceptionGroup):
+            first = first.exceptions[0]
+        raise first from None
+    return [task.result() for task in tasks]
 
 
 async def _prepend(

@@ -9,23 +9,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from gpt_service import __version__
-from gpt_service.api.deps import GenerationDep, LocalCatalogDep, RegistryDep
+from gpt_service.api.deps import GenerationDep, LocalCatalogDep
 from gpt_service.api.ollama.format import ps_entry, show_body, tag_entry
 from gpt_service.api.ollama.schemas import ChatBody, GenerateBody, ModelBody, OllamaRequest
 from gpt_service.api.ollama.stream import Turn, collect, ndjson, run
-from gpt_service.errors import InvalidRequest, ModelNotFound, ServiceError
-from gpt_service.services.generation import GenerationJob
+from gpt_service.errors import ModelNotFound, ServiceError
 from gpt_service.services.local_catalog import LocalCatalog
-
-if TYPE_CHECKING:
-    from gpt_service.engine.registry import LoadedModel
-    from gpt_service.engine.types import SamplingParams
+from gpt_service.services.preparation import GenerationJob
 
 router = APIRouter(prefix="/api", tags=["ollama-api"])
 
@@ -88,30 +84,6 @@ async def _pull_progress(catalog: LocalCatalog, name: str) -> AsyncIterator[dict
     yield {"status": "success"}
 
 
-def _generate_ids(body: GenerateBody, model: LoadedModel) -> list[int]:
-    prompt = body.prompt or ""
-    if body.raw or not getattr(model.tokenizer, "chat_template", None):
-        # Ollama's template for a model without a chat format is the bare prompt.
-        text = prompt if body.raw or not body.system else f"{body.system}\n\n{prompt}"
-        ids = model.encode(text)
-    else:
-        system = [{"role": "system", "content": body.system}] if body.system else []
-        ids = model.encode_chat([*system, {"role": "user", "content": prompt}])
-    return list(body.context or []) + ids  # checked with the prompt's by the service
-
-
-def _remote_job(body: GenerateBody, params: SamplingParams, name: str) -> GenerationJob:
-    if body.context:
-        raise InvalidRequest(
-            "context (token ids) cannot be sent to a remote model; continue through /api/chat"
-        )
-    prompt = body.prompt or ""
-    if body.raw:
-        return GenerationJob(params, name, prompt=prompt)
-    system = [{"role": "system", "content": body.system}] if body.system else []
-    return GenerationJob(params, name, messages=[*system, {"role": "user", "content": prompt}])
-
-
 async def _prepare(body: OllamaRequest, catalog: LocalCatalog, is_chat: bool) -> tuple[Turn, str]:
     started = time.perf_counter()
     unloads = body.unloads  # validates keep_alive before any work
@@ -145,7 +117,10 @@ async def _respond(
     catalog: LocalCatalog,
 ) -> Any:
     name = job.model_name or ""
-    stream, _ = await service.open_stream(job)
+    opened = await service.open_stream(job)
+    turn.prompt_ids = opened.prompt_ids or []
+    turn.returns_context = job.templated and opened.prompt_ids is not None  # not raw, local
+    stream = opened.deltas
 
     async def unload() -> None:
         await catalog.unload_after_use(name)
@@ -164,24 +139,20 @@ async def _respond(
 
 
 @router.post("/generate", summary="Ollama: complete a prompt (NDJSON stream by default)")
-async def generate(
-    body: GenerateBody,
-    catalog: LocalCatalogDep,
-    registry: RegistryDep,
-    service: GenerationDep,
-) -> Any:
+async def generate(body: GenerateBody, catalog: LocalCatalogDep, service: GenerationDep) -> Any:
     if not body.prompt:
         return await _answer_loaded(body, catalog, is_chat=False)
     body.check_supported()
     turn, name = await _prepare(body, catalog, is_chat=False)
-    model, _ = registry.resolve(name)
     params = body.options.sampling(service.max_tokens_cap, body.num_logprobs, body.constraint())
-    if model.is_remote:
-        job = _remote_job(body, params, name)  # the upstream tokenizes and templates
-    else:
-        turn.prompt_ids = _generate_ids(body, model)
-        turn.returns_context = not body.raw
-        job = GenerationJob(params, name, prompt_ids=turn.prompt_ids)
+    job = GenerationJob(
+        params,
+        name,
+        prompt=body.prompt,
+        templated=not body.raw,  # prompt and system as a chat turn (raw: the prompt alone)
+        system=body.system,
+        context_ids=body.context,  # checked against the vocabulary with the prompt's ids
+    )
     return await _respond(turn, job, body, service, catalog)
 
 

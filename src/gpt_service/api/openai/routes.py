@@ -7,7 +7,6 @@ they share forward passes. Errors under ``/v1`` use OpenAI's error object.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import struct
 from datetime import datetime
@@ -48,7 +47,8 @@ from gpt_service.api.openai.tools import chat_finish, chat_message
 from gpt_service.config import Settings
 from gpt_service.engine.types import Completion
 from gpt_service.errors import InvalidRequest, ModelNotFound
-from gpt_service.services.generation import GenerationJob, GenerationService
+from gpt_service.services.generation import GenerationService
+from gpt_service.services.preparation import GenerationJob
 
 router = APIRouter(prefix="/v1", tags=["openai"], responses=ERROR_RESPONSES)
 
@@ -103,21 +103,6 @@ def _check_num_sequences(count: int, settings: Settings) -> None:
         )
 
 
-async def _complete_all(
-    service: GenerationService, jobs: list[GenerationJob]
-) -> list[tuple[Completion, str]]:
-    """Submit every job at once (they batch); the first failure cancels the rest."""
-    try:
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(service.complete(job)) for job in jobs]
-    except BaseExceptionGroup as errors:
-        first: BaseException = errors
-        while isinstance(first, BaseExceptionGroup):
-            first = first.exceptions[0]
-        raise first from None
-    return [task.result() for task in tasks]
-
-
 async def _open_streams(
     service: GenerationService, jobs: list[GenerationJob]
 ) -> tuple[Streams, str]:
@@ -126,8 +111,9 @@ async def _open_streams(
     name = ""
     try:
         for job in jobs:
-            stream, name = await service.open_stream(job)
-            streams.append(stream)
+            opened = await service.open_stream(job)
+            streams.append(opened.deltas)
+            name = opened.model_name
     except Exception:
         await close_streams(streams)
         raise
@@ -170,7 +156,7 @@ async def completions(
         streams, name = await _open_streams(service, jobs)
         meta = StreamMeta(new_id("cmpl"), now(), name, body.n, body.include_usage, with_logprobs)
         return _sse(completion_events(streams, meta))
-    outcomes = await _complete_all(service, jobs)
+    outcomes = await service.complete_many(jobs)  # submitted together: they batch
     choices = [
         CompletionChoice(
             index=k,
@@ -225,7 +211,7 @@ async def chat_completions(
             new_id("chatcmpl"), now(), name, body.n, body.include_usage, body.logprobs, plan
         )
         return _sse(chat_events(streams, meta))
-    outcomes = await _complete_all(service, jobs)
+    outcomes = await service.complete_many(jobs)  # submitted together: they batch
     choices = []
     for k, (c, _) in enumerate(outcomes):
         message = chat_message(c.text, plan)
