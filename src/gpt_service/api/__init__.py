@@ -7,7 +7,8 @@ web console. Two other API dialects, each a package: ``openai/`` (``/v1``, the O
 served here) and ``ollama/`` (``/api``, the Ollama API served here). ``ollama_proxy``
 (``/ollama/*``) is the proxy to an *upstream* Ollama server (client: ``ollama_upstream/``).
 
-Plumbing: ``deps`` (the ``Depends`` aliases), ``errors`` (exceptions -> status codes and each
-dialect's error shape), ``middleware`` (request ids, body limit, API keys), ``openapi``
-(the documented schema and the offline ``/docs``).
+Plumbing: ``routers`` (every router, included one way, with its dialect's error shape),
+``deps`` (every ``Depends`` alias, from the one ``Services`` container), ``errors``
+(exceptions -> status codes, in each dialect's error shape), ``middleware`` (request ids,
+body limit, API keys), ``openapi`` (the documented schema and the offline ``/docs``).
 """
