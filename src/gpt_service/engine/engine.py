@@ -1,49 +1,35 @@
 """One engine per loaded model: a thread that runs ``step()`` = schedule -> run -> postprocess.
 
 HTTP handlers never touch the model: they put a ``Sequence`` on the inbox and read their own
-``asyncio.Queue`` of ``StreamDelta``s, which the loop feeds thread-safely.
+``asyncio.Queue`` of ``StreamDelta``s (``delivery.py``). Each step the ``Scheduler`` picks who
+joins and who leaves, the ``ModelRunner`` runs the forward pass and samples (all tensor code),
+and the ``OutputProcessor`` turns the sampled ids into text and finished sequences.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import queue
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
-
-from gpt_service.engine.detokenizer import IncrementalDetokenizer, StopStringMatcher
+from gpt_service.engine.delivery import LoopSink, Outbox, TokenStream
 from gpt_service.engine.grammar import GrammarCompiler
-from gpt_service.engine.logprobs import top_logprobs
+from gpt_service.engine.output import OutputProcessor
 from gpt_service.engine.runner import ModelRunner
-from gpt_service.engine.sampling import make_generator, sample
+from gpt_service.engine.sampling import RunOutput
 from gpt_service.engine.scheduler import Scheduler, StepPlan
 from gpt_service.engine.sequence import Sequence
-from gpt_service.engine.types import (
-    Completion,
-    FinishReason,
-    SamplingParams,
-    StreamDelta,
-    TokenLogprob,
-)
+from gpt_service.engine.types import Completion, SamplingParams, StreamDelta, TokenLogprob
 from gpt_service.errors import EngineOverloaded, GenerationFailed, InvalidRequest, ModelUnloaded
 
 logger = logging.getLogger(__name__)
-
-# Forwards of at least this much work (2 x parameters x tokens, in FLOPs) use every intra-op
-# thread, smaller ones one (which leaves the other core to the event loop). Measured on 2 cores:
-# demo model (4.9M parameters), a 2nd thread made decode 18% faster at 8 rows (78 MFLOP) and
-# nothing at 4 (39 MFLOP), prefill 25% faster at ~60 tokens; one row of a 76M model (150 MFLOP,
-# weight-bound) runs faster on both cores.
-PARALLEL_FLOPS = 60e6
 
 
 @dataclass
@@ -56,74 +42,13 @@ class EngineStats:
     step_batch_sizes: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
 
 
-@dataclass
-class _Text:
-    """Per-sequence text state owned by the loop thread."""
-
-    detok: IncrementalDetokenizer
-    stops: StopStringMatcher
-
-
-@dataclass(frozen=True, eq=False)
-class LoopSink:
-    """Where a sequence's deltas go: an ``asyncio.Queue`` read on ``loop``."""
-
-    loop: asyncio.AbstractEventLoop
-    queue: asyncio.Queue[StreamDelta]
-
-    def __call__(self, delta: StreamDelta) -> None:
-        self.loop.call_soon_threadsafe(self.queue.put_nowait, delta)
-
-
-def _deliver(items: list[tuple[Sequence, StreamDelta]]) -> None:
-    """Runs on the requesters' event loop."""
-    for seq, delta in items:
-        seq.emit.queue.put_nowait(delta)  # type: ignore[attr-defined]
-
-
-class TokenStream:
-    """Async iterator over one sequence's deltas; leaving it early cancels the sequence."""
-
-    def __init__(self, engine: Engine, seq: Sequence, out: asyncio.Queue[StreamDelta]) -> None:
-        self.engine = engine
-        self.seq = seq
-        self._out = out
-
-    async def __aiter__(self) -> AsyncIterator[StreamDelta]:
-        try:
-            while True:
-                delta = await self._out.get()
-                yield delta
-                if delta.is_final:
-                    return
-        finally:
-            self.cancel()
-
-    async def __aenter__(self) -> TokenStream:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        self.cancel()
-
-    def __del__(self) -> None:
-        # A stream dropped without being read (e.g. the client left before the response
-        # started) must not keep generating.
-        self.cancel()
-
-    def cancel(self) -> None:
-        """Ask the loop to drop the sequence (a no-op once it has finished)."""
-        if self.seq.finish_reason is None:
-            self.seq.is_cancelled = True
-            self.engine.wake()
-
-
 class Engine:
     def __init__(
         self,
         name: str,
         model: Any,
         tokenizer: Any,
-        device: torch.device,
+        device: Any,  # torch.device
         eos_ids: list[int],
         max_context: int,
         max_running: int = 32,
@@ -139,12 +64,8 @@ class Engine:
         self.max_context = max_context
         self.max_waiting = max_waiting
         pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-        # torch's thread count is per thread once set, and a new thread starts from the last
-        # value any thread set: the loop sets its own at start (see ``_loop``).
-        self.max_threads = max_threads or os.cpu_count() or 1
-        self._flops_per_token = 2 * sum(p.numel() for p in model.parameters())
         self.runner = ModelRunner(
-            model, device, pad_id, compile_decode, self._threads_for, max_slots=max_running
+            model, device, pad_id, compile_decode, max_running, eos_ids, max_threads
         )
         vocab = getattr(model.config, "vocab_size", None) or len(tokenizer)
         self.grammars = GrammarCompiler(tokenizer, vocab)  # structured output (llguidance)
@@ -157,10 +78,8 @@ class Engine:
         self._stopping = False
         self._pending = 0  # submitted but not yet admitted to the scheduler (guarded by _lock)
         self._lock = threading.Lock()
-        self._threads = 0
-        self._texts: dict[int, _Text] = {}
-        self._outbox: list[tuple[Sequence, StreamDelta]] = []
-        self._generators: dict[int, torch.Generator] = {}
+        self.outbox = Outbox(name)
+        self.output = OutputProcessor(tokenizer, eos_ids, max_context, self.outbox)
         self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -217,7 +136,7 @@ class Engine:
         """Submit now (errors such as overload raise here) and return the stream of deltas."""
         sink = LoopSink(asyncio.get_running_loop(), asyncio.Queue())
         seq = self.submit(prompt_ids, params, sink, adapter)
-        return TokenStream(self, seq, sink.queue)
+        return TokenStream(seq, sink.queue, self.wake)
 
     async def generate(
         self, prompt_ids: list[int], params: SamplingParams, adapter: str | None = None
@@ -269,7 +188,7 @@ class Engine:
 
     # ---- engine loop (its own thread) -------------------------------------------------
     def _loop(self) -> None:
-        self._use_threads(10**9)
+        self.runner.use_threads(10**9)
         while not self._stopping:
             self._run_calls()
             self._admit_inbox()
@@ -278,15 +197,14 @@ class Engine:
                 self._wake.clear()
                 continue
             try:
-                with torch.inference_mode():
-                    self.step()
+                self.step()
             except Exception as exc:  # one bad step fails its requests, never the loop
                 logger.exception("engine %s step failed", self.name)
                 self._fail_running(f"internal error in model '{self.name}': {exc}")
-            self._flush()
+            self.outbox.flush()
         self._admit_inbox()
         self._fail_all(f"model '{self.name}' was unloaded")
-        self._flush()
+        self.outbox.flush()
         self._cancel_calls()
 
     def _take_calls(self) -> Iterator[tuple[Callable[[], Any], Future[Any]]]:
@@ -325,37 +243,17 @@ class Engine:
         if plan.prefill:
             for seq in plan.prefill:
                 self._start(seq)
-            tokens = sum(s.num_tokens for s in plan.prefill)
-            self._use_threads(max(tokens, self.runner.num_slots))
-            self._postprocess(plan.prefill, self.runner.prefill(plan.prefill))
-            self._flush()  # first tokens go out now, not after the decode pass
+            self._postprocess(plan.prefill, self.runner.run(plan.prefill, is_prefill=True))
+            self.outbox.flush()  # first tokens go out now, not after the decode pass
         if self.scheduler.running:
             decode = list(self.scheduler.running)
-            self._use_threads(self.runner.num_slots)  # free slots are computed too
-            self._postprocess(decode, self.runner.decode(decode))
+            self._postprocess(decode, self.runner.run(decode, is_prefill=False))
         self.stats.num_steps += 1
         if self.on_step:
             self.on_step(self)
 
-    def _threads_for(self, tokens: int) -> int:
-        """All intra-op threads for big forwards, one for small ones (which gain nothing from
-        a second thread and would take the core the event loop needs)."""
-        big = self._flops_per_token * tokens >= PARALLEL_FLOPS
-        return self.max_threads if big else 1
-
-    def _use_threads(self, tokens: int) -> None:
-        threads = self._threads_for(tokens)
-        if threads != self._threads:
-            torch.set_num_threads(threads)
-            self._threads = threads
-
     def _start(self, seq: Sequence) -> None:
-        self._texts[seq.seq_id] = _Text(
-            IncrementalDetokenizer(self.tokenizer, seq.prompt_ids),
-            StopStringMatcher(seq.params.stop),
-        )
-        if seq.params.seed is not None and not seq.params.is_greedy:
-            self._generators[seq.seq_id] = make_generator(seq.params.seed, self.runner.device)
+        self.output.start(seq)
         self.stats.num_requests += 1
         self.stats.num_prompt_tokens += seq.num_prompt_tokens
 
@@ -364,20 +262,10 @@ class Engine:
             return
         self.runner.release([s.seq_id for s in plan.cancelled])
         for seq in plan.cancelled:
-            self._close(seq, "cancelled")
+            self.output.close(seq, "cancelled")
 
-    def _postprocess(self, seqs: list[Sequence], logits: torch.Tensor) -> None:
-        tokens = sample(logits, seqs, self.eos_ids, self._generators).tolist()
-        wants_logprobs = any(s.params.logprobs is not None for s in seqs)
-        done: list[Sequence] = []
-        for row, (seq, token) in enumerate(zip(seqs, tokens, strict=True)):
-            if seq.first_token_time is None:
-                seq.first_token_time = time.perf_counter()
-            lp = None
-            if wants_logprobs and seq.params.logprobs is not None:
-                lp = top_logprobs(logits[row], token, seq.params.logprobs, self.tokenizer)
-            if self._advance(seq, token, lp):
-                done.append(seq)
+    def _postprocess(self, seqs: list[Sequence], out: RunOutput) -> None:
+        done = self.output.process(seqs, out)
         self.stats.num_generated_tokens += len(seqs)
         self.stats.step_batch_sizes.append(len(seqs))
         if done:
@@ -385,78 +273,14 @@ class Engine:
             for seq in done:
                 self.scheduler.finish(seq)
 
-    def _advance(self, seq: Sequence, token: int, logprob: TokenLogprob | None) -> bool:
-        """Append one token and emit its text (maybe empty); True when the sequence finished."""
-        p = seq.params
-        is_eos = token in self.eos_ids and not p.ignore_eos
-        text = self._texts[seq.seq_id]
-        seq.output_ids.append(token)
-        delta = "" if is_eos else text.stops.push(text.detok.add(token))
-        reason: FinishReason | None = None
-        grammar_done = seq.grammar is not None and not is_eos and seq.grammar.advance(token)
-        if is_eos or grammar_done or text.stops.is_stopped:
-            reason = "stop"
-        elif seq.num_output_tokens >= p.max_tokens or seq.num_tokens >= self.max_context:
-            reason = "length"
-        if reason is not None:
-            delta += text.stops.flush()
-        self._emit(
-            seq, StreamDelta(text=delta, token_ids=[token], logprobs=[logprob] if logprob else [])
-        )
-        if reason is not None:
-            self._close(seq, reason)
-        return reason is not None
-
-    def _close(self, seq: Sequence, reason: FinishReason, error: str | None = None) -> None:
-        seq.finish_reason = reason
-        self._texts.pop(seq.seq_id, None)
-        self._generators.pop(seq.seq_id, None)
-        self._emit(
-            seq,
-            StreamDelta(
-                finish_reason=reason,
-                prompt_tokens=seq.num_prompt_tokens,
-                completion_tokens=seq.num_output_tokens,
-                error=error,
-            ),
-        )
-
-    def _emit(self, seq: Sequence, delta: StreamDelta) -> None:
-        """Queue a delta for the requester; ``_flush`` hands a step's deltas over at once."""
-        self._outbox.append((seq, delta))
-
-    def _flush(self) -> None:
-        """Deliver queued deltas: one event-loop callback per requesting loop, not per token."""
-        if not self._outbox:
-            return
-        outbox, self._outbox = self._outbox, []
-        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[Sequence, StreamDelta]]] = {}
-        for seq, delta in outbox:
-            if isinstance(seq.emit, LoopSink):
-                by_loop.setdefault(seq.emit.loop, []).append((seq, delta))
-                continue
-            try:
-                seq.emit(delta)
-            except Exception:  # a broken sink loses its own deltas, never the loop
-                logger.exception(
-                    "engine %s: delivering to sequence %d failed", self.name, seq.seq_id
-                )
-                seq.is_cancelled = True
-        for loop, items in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_deliver, items)
-            except RuntimeError:  # the requesters' event loop is gone: nobody is listening
-                for seq, _ in items:
-                    seq.is_cancelled = True
-
     def _fail_running(self, message: str) -> None:
         """After a failed step the shared cache is unusable: end every running sequence."""
         for seq in list(self.scheduler.running):
             self.scheduler.finish(seq)
-            self._close(seq, "error", error=message)
+            self.output.close(seq, "error", error=message)
         self.runner.reset()
 
     def _fail_all(self, message: str) -> None:
         for seq in self.scheduler.drain():
-            self._close(seq, "error", error=message)
+            self.output.close(seq, "error", error=message)
         self.runner.reset()

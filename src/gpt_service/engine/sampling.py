@@ -1,16 +1,20 @@
 """Batched sampling with per-row parameters.
 
 Rows share one logits tensor ``(B, V)``; per-row loops only run for the features a row uses
-(penalties, seeds), so an all-greedy batch is a single argmax.
+(penalties, seeds, logprobs), so an all-greedy batch is a single argmax. ``Sampler`` is what the
+runner applies to a forward pass's logits: the sampled ids and logprobs as plain Python values.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from collections.abc import Sequence as Seq
+from typing import NamedTuple
 
 import torch
 
 from gpt_service.engine.grammar import apply_grammars
+from gpt_service.engine.logprobs import RawLogprob, top_logprobs
 from gpt_service.engine.sequence import Sequence
 
 # Below these, float32 arithmetic overflows to inf/nan; clamping keeps one odd request from
@@ -104,3 +108,42 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
     gen = torch.Generator(device=device)
     gen.manual_seed(seed % 2**63)  # any integer seed; torch takes at most 64 bits
     return gen
+
+
+class RunOutput(NamedTuple):
+    """One forward pass's result: the sampled token of every row, in the rows' order, and
+    the logprobs of the rows that asked for them (``None`` when no row did)."""
+
+    token_ids: list[int]
+    logprobs: list[RawLogprob | None] | None
+
+
+class Sampler:
+    """Samples the next token of every row; owns the per-sequence seeded generators."""
+
+    def __init__(self, eos_ids: list[int], device: torch.device) -> None:
+        self.eos_ids = eos_ids
+        self.device = device
+        self.generators: dict[int, torch.Generator] = {}
+
+    def start(self, seqs: Iterable[Sequence]) -> None:
+        """Joiners with a seed get their own generator (reproducible whatever the batch)."""
+        for seq in seqs:
+            if seq.params.seed is not None and not seq.params.is_greedy:
+                self.generators[seq.seq_id] = make_generator(seq.params.seed, self.device)
+
+    def release(self, seq_ids: Iterable[int]) -> None:
+        for sid in seq_ids:
+            self.generators.pop(sid, None)
+
+    def __call__(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> RunOutput:
+        tokens = sample(logits, seqs, self.eos_ids, self.generators).tolist()
+        if all(s.params.logprobs is None for s in seqs):
+            return RunOutput(tokens, None)
+        logprobs = [
+            None
+            if s.params.logprobs is None
+            else top_logprobs(logits[row], token, s.params.logprobs)
+            for row, (s, token) in enumerate(zip(seqs, tokens, strict=True))
+        ]
+        return RunOutput(tokens, logprobs)
