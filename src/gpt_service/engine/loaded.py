@@ -1,4 +1,5 @@
-"""``LoadedModel``: a model served by the local batching engine (the registry's first kind)."""
+"""``LoadedModel``: a model served by the local batching engine (the registry's first kind),
+and ``load_local`` that builds one (weights, adapter, engine thread)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,16 @@ import asyncio
 import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+
+from gpt_service.config import Settings
+from gpt_service.engine import loader
 from gpt_service.engine.chat import encode_prompt, render_chat
+from gpt_service.engine.compiled import use_cache_dir
 from gpt_service.engine.engine import Engine
 from gpt_service.engine.types import (
     Completion,
@@ -18,7 +25,7 @@ from gpt_service.engine.types import (
     SamplingParams,
     StreamDelta,
 )
-from gpt_service.errors import ModelNotFound
+from gpt_service.errors import ModelNotFound, Unavailable
 
 
 @dataclass
@@ -99,3 +106,63 @@ class LoadedModel:
 
 def default_adapter_name(adapter_dir: Path) -> str:
     return re.sub(r"[^A-Za-z0-9._-]", "_", adapter_dir.name) or "adapter"
+
+
+def load_local(
+    s: Settings, name: str, source: str, adapter_dir: Path | None, num_threads: int
+) -> LoadedModel:
+    """Load weights (and a default adapter) and start the model's engine thread (blocking)."""
+    if s.engine.compile:  # compiled graphs survive a restart
+        use_cache_dir(s.data_dir / "cache" / "inductor")
+    options = loader.LoadOptions(s.device, s.dtype, s.trust_remote_code, s.allow_pickle_weights)
+    model, tokenizer, device = loader.load_model(source, options)
+    adapters: dict[str, str] = {}
+    default_adapter = None
+    if adapter_dir is not None:
+        default_adapter = default_adapter_name(adapter_dir)
+        model = loader.attach_adapter(model, adapter_dir, default_adapter)
+        adapters[default_adapter] = str(adapter_dir)
+    max_context = loader.context_length(model, tokenizer)
+    engine = Engine(
+        name,
+        model,
+        tokenizer,
+        device,
+        loader.eos_token_ids(model, tokenizer),
+        max_context,
+        max_running=s.engine.max_running,
+        max_waiting=s.engine.max_waiting,
+        max_prefill_tokens=s.engine.max_prefill_tokens,
+        max_threads=num_threads,
+        compile_decode=s.engine.compile,
+    )
+    info = ModelInfo(
+        name=name,
+        path=source,
+        type="local",
+        device=str(device),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        architecture=(model.config.architectures or [type(model).__name__])[0],
+        num_parameters=loader.count_parameters(model),
+        context_length=max_context,
+        lora_adapter=str(adapter_dir) if adapter_dir else None,
+        adapters=list(adapters),
+        loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+    return LoadedModel(name, source, engine, model, tokenizer, info, default_adapter, adapters)
+
+
+def check_memory(source: str, min_free_memory_mb: int) -> None:
+    """Refuse a load that would leave less than the headroom of free memory (local dirs)."""
+    path = Path(source)
+    if not path.is_dir():
+        return  # hub id: size unknown until downloaded
+    size = sum(f.stat().st_size for f in path.glob("*.safetensors")) + sum(
+        f.stat().st_size for f in path.glob("*.bin")
+    )
+    free = psutil.virtual_memory().available
+    if size and free - size < min_free_memory_mb * 1024 * 1024:
+        raise Unavailable(
+            f"not enough memory to load '{source}': needs about {size >> 20} MiB, "
+            f"{free >> 20} MiB available"
+        )

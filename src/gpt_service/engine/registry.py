@@ -4,6 +4,11 @@ A model is served by a backend: the local batching engine (``LoadedModel``) or a
 OpenAI-compatible engine (``RemoteModel``). Both answer ``prepare`` / ``generate`` /
 ``open_stream`` with the same deltas, so callers never ask which one they hold; the registry
 alone decides which to build.
+
+Registering never holds a lock across network I/O or a model load: a name is reserved
+(``loading``, counted against ``limits.max_loaded_models``), the slow part runs, then the
+model is committed. Reserve and commit run on the event loop without awaiting, so they are
+atomic; only local loads queue behind each other (the memory check counts on it).
 """
 
 from __future__ import annotations
@@ -12,27 +17,16 @@ import asyncio
 import logging
 import re
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
-
-import psutil
 
 from gpt_service.config import DEMO_MODEL_DIR, DEMO_MODEL_NAME, Settings
 from gpt_service.engine import loader
-from gpt_service.engine.compiled import use_cache_dir
-from gpt_service.engine.engine import Engine
-from gpt_service.engine.loaded import LoadedModel, default_adapter_name
+from gpt_service.engine.loaded import LoadedModel, check_memory, default_adapter_name, load_local
 from gpt_service.engine.types import ModelInfo
-from gpt_service.errors import (
-    Conflict,
-    InvalidRequest,
-    ModelAlreadyLoaded,
-    ModelNotFound,
-    Unavailable,
-)
+from gpt_service.errors import Conflict, InvalidRequest, ModelAlreadyLoaded, ModelNotFound
 from gpt_service.paths import looks_like_hub_id, path_errors, resolve_inside
 from gpt_service.remote.model import RemoteModel, RemoteSpec, connect
-from gpt_service.remote.pool import ReplicaPool
+from gpt_service.remote.pool import ReplicaPool, redact_url
 from gpt_service.remote.settings import check_allowed, check_urls, configured_specs
 
 logger = logging.getLogger(__name__)
@@ -41,6 +35,11 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
 
 
 ServedModel = LoadedModel | RemoteModel
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise InvalidRequest("model_name must be 1-128 letters, digits, '.', '_' or '-'")
 
 
 def not_loaded_message(name: str, loaded: list[str]) -> str:
@@ -60,8 +59,9 @@ class ModelRegistry:
         # vLLM-style runtime adapters are addressed by their own name: name -> (model, adapter)
         self.adapter_aliases: dict[str, tuple[str, str]] = {}
         self.current: str | None = None
-        self.loading: set[str] = set()
-        self._lock = asyncio.Lock()
+        self.loading: set[str] = set()  # names reserved by a load or registration in flight
+        self._adapters_pending: set[tuple[str, str]] = set()  # (model, adapter) being added
+        self._local_load = asyncio.Lock()  # one local load at a time (the memory check)
         self.num_threads = loader.set_num_threads(settings.engine.num_threads)
 
     # ---- lookup --------------------------------------------------------------------
@@ -124,31 +124,45 @@ class ModelRegistry:
                 raise ModelNotFound(f"LoRA adapter directory '{adapter_path}' does not exist")
         return path
 
+    def _reserve(self, name: str) -> None:
+        """Claim ``name`` for a load in flight (no await: atomic on the event loop)."""
+        _check_name(name)
+        if name in self.models:
+            raise ModelAlreadyLoaded(f"model '{name}' is already loaded; unload it first")
+        if name in self.loading:
+            raise ModelAlreadyLoaded(f"model '{name}' is being loaded")
+        count = len(self.models) + len(self.loading)
+        if count >= self.settings.limits.max_loaded_models:
+            raise Conflict(
+                f"{count} models are loaded or loading (the limit, "
+                "GPT_SERVICE_LIMITS__MAX_LOADED_MODELS); unload one first"
+            )
+        self.loading.add(name)
+
+    def _commit(self, model: ServedModel) -> None:
+        self.loading.discard(model.name)
+        self.models[model.name] = model
+        if self.current is None:
+            self.current = model.name
+
     async def load(
         self, name: str, model_path: str | None = None, lora_adapter: str | None = None
     ) -> ModelInfo:
-        if not _NAME.match(name):
-            raise InvalidRequest("model_name must be 1-128 letters, digits, '.', '_' or '-'")
-        async with self._lock:
-            if name in self.models:
-                raise ModelAlreadyLoaded(f"model '{name}' is already loaded; unload it first")
-            if len(self.models) >= self.settings.limits.max_loaded_models:
-                raise Conflict(
-                    f"{len(self.models)} models are loaded (the limit); unload one first"
+        self._reserve(name)
+        try:
+            async with self._local_load:
+                source = self.resolve_source(model_path or name)
+                adapter_dir = self.resolve_adapter_dir(lora_adapter) if lora_adapter else None
+                check_memory(source, self.settings.limits.min_free_memory_mb)
+                loaded = await asyncio.to_thread(
+                    load_local, self.settings, name, source, adapter_dir, self.num_threads
                 )
-            source = self.resolve_source(model_path or name)
-            adapter_dir = self.resolve_adapter_dir(lora_adapter) if lora_adapter else None
-            self._check_memory(source)
-            self.loading.add(name)
-            try:
-                loaded = await asyncio.to_thread(self._load_blocking, name, source, adapter_dir)
-            finally:
-                self.loading.discard(name)
-            self.models[name] = loaded
-            if self.current is None:
-                self.current = name
-            logger.info("loaded model %s from %s", name, source)
-            return loaded.info
+        except BaseException:
+            self.loading.discard(name)
+            raise
+        self._commit(loaded)
+        logger.info("loaded model %s from %s", name, source)
+        return loaded.info
 
     async def load_remote(self, spec: RemoteSpec, trusted: bool = False) -> ModelInfo:
         """Register a model served by a remote OpenAI-compatible engine (one URL per replica).
@@ -156,17 +170,15 @@ class ModelRegistry:
         ``trusted``: listed in settings (always allowed, and an upstream still down at
         start-up is probed until it answers); otherwise every URL must match an allowed prefix.
         """
-        if not _NAME.match(spec.name):
-            raise InvalidRequest("model_name must be 1-128 letters, digits, '.', '_' or '-'")
+        _check_name(spec.name)
         spec.base_urls = check_urls(spec.base_urls)
         if not trusted:
             check_allowed(spec.base_urls, self.settings.remote)
         if spec.weights_path:
             spec.weights_path = self.resolve_source(spec.weights_path)
-        async with self._lock:
-            if spec.name in self.models:
-                raise ModelAlreadyLoaded(f"model '{spec.name}' is already loaded; unload it first")
-            r = self.settings.remote
+        self._reserve(spec.name)
+        r = self.settings.remote
+        try:
             pool = ReplicaPool(
                 spec.base_urls,
                 spec.api_key,
@@ -175,10 +187,12 @@ class ModelRegistry:
                 r.probe_interval_seconds,
             )
             model = await connect(spec, pool, require_up=not trusted)
-            self.models[spec.name] = model
-            if self.current is None:
-                self.current = spec.name
-        logger.info("registered remote model %s (%s)", spec.name, ", ".join(spec.base_urls))
+        except BaseException:
+            self.loading.discard(spec.name)
+            raise
+        self._commit(model)
+        shown = ", ".join(redact_url(u) for u in spec.base_urls)
+        logger.info("registered remote model %s (%s)", spec.name, shown)
         return model.info
 
     async def load_configured_remotes(self) -> None:
@@ -189,63 +203,27 @@ class ModelRegistry:
             except Exception:
                 logger.exception("could not register the remote model '%s'", spec.name)
 
-    def _load_blocking(self, name: str, source: str, adapter_dir: Path | None) -> LoadedModel:
-        s = self.settings
-        if s.engine.compile:  # compiled graphs survive a restart
-            use_cache_dir(s.data_dir / "cache" / "inductor")
-        options = loader.LoadOptions(s.device, s.dtype, s.trust_remote_code, s.allow_pickle_weights)
-        model, tokenizer, device = loader.load_model(source, options)
-        adapters: dict[str, str] = {}
-        default_adapter = None
-        if adapter_dir is not None:
-            default_adapter = default_adapter_name(adapter_dir)
-            model = loader.attach_adapter(model, adapter_dir, default_adapter)
-            adapters[default_adapter] = str(adapter_dir)
-        max_context = loader.context_length(model, tokenizer)
-        engine = Engine(
-            name,
-            model,
-            tokenizer,
-            device,
-            loader.eos_token_ids(model, tokenizer),
-            max_context,
-            max_running=s.engine.max_running,
-            max_waiting=s.engine.max_waiting,
-            max_prefill_tokens=s.engine.max_prefill_tokens,
-            max_threads=self.num_threads,
-            compile_decode=s.engine.compile,
-        )
-        info = ModelInfo(
-            name=name,
-            path=source,
-            type="local",
-            device=str(device),
-            dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
-            architecture=(model.config.architectures or [type(model).__name__])[0],
-            num_parameters=loader.count_parameters(model),
-            context_length=max_context,
-            lora_adapter=str(adapter_dir) if adapter_dir else None,
-            adapters=list(adapters),
-            loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        return LoadedModel(name, source, engine, model, tokenizer, info, default_adapter, adapters)
-
     async def add_adapter(
         self, name: str, adapter_path: str, adapter_name: str | None = None
     ) -> str:
-        """Load one more LoRA adapter onto a loaded model, for per-request use."""
-        async with self._lock:  # check-then-attach must not interleave for one name
-            return await self._add_adapter(name, adapter_path, adapter_name)
-
-    async def _add_adapter(self, name: str, adapter_path: str, adapter_name: str | None) -> str:
+        """Load one more LoRA adapter onto a loaded model, for per-request use. The adapter's
+        name is reserved while it attaches (or registers upstream): no lock is held."""
         loaded = self.get(name)
         adapter_dir = self.resolve_adapter_dir(adapter_path)
         key = adapter_name or default_adapter_name(adapter_dir)
-        if isinstance(loaded, RemoteModel):  # registered on the upstream (shared storage)
-            return await loaded.add_adapter(str(adapter_dir), key)
-        if key in loaded.adapters:
+        if key in loaded.adapters or (name, key) in self._adapters_pending:
             raise ModelAlreadyLoaded(f"model '{name}' already has an adapter '{key}'")
+        self._adapters_pending.add((name, key))
+        try:
+            if isinstance(loaded, RemoteModel):  # registered on the upstream (shared storage)
+                return await loaded.add_adapter(str(adapter_dir), key)
+            await self._attach(loaded, adapter_dir, key)
+            return key
+        finally:
+            self._adapters_pending.discard((name, key))
 
+    @staticmethod
+    async def _attach(loaded: LoadedModel, adapter_dir: Path, key: str) -> None:
         def attach() -> None:
             loaded.model = loader.attach_adapter(loaded.model, adapter_dir, key)
             loaded.engine.runner.set_model(loaded.model)
@@ -253,12 +231,12 @@ class ModelRegistry:
         await loaded.engine.run_between_steps(attach)
         loaded.adapters[key] = str(adapter_dir)
         loaded.info.adapters = list(loaded.adapters)
-        return key
 
     async def load_lora(self, lora_name: str, lora_path: str, base: str | None = None) -> str:
         """vLLM's runtime LoRA load: the adapter goes onto ``base`` (default: the current
         model) and is also addressable by its own name, as vLLM serves it."""
-        if lora_name in self.models or lora_name in self.adapter_aliases:
+        taken = {*self.models, *self.loading, *self.adapter_aliases}
+        if lora_name in taken or any(key == lora_name for _, key in self._adapters_pending):
             raise ModelAlreadyLoaded(f"a model or adapter named '{lora_name}' is already loaded")
         model = self.get(base)
         await self.add_adapter(model.name, lora_path, lora_name)
@@ -280,12 +258,11 @@ class ModelRegistry:
         model.info.adapters = list(model.adapters)
 
     async def unload(self, name: str) -> None:
-        async with self._lock:
-            loaded = self.get(name)
-            del self.models[name]
-            if self.current == name:
-                self.current = next(iter(self.models), None)
-            self.adapter_aliases = {k: v for k, v in self.adapter_aliases.items() if v[0] != name}
+        loaded = self.get(name)
+        del self.models[name]
+        if self.current == name:
+            self.current = next(iter(self.models), None)
+        self.adapter_aliases = {k: v for k, v in self.adapter_aliases.items() if v[0] != name}
         if isinstance(loaded, RemoteModel):
             await loaded.close()
         else:
@@ -299,18 +276,3 @@ class ModelRegistry:
     async def close(self) -> None:
         for name in list(self.models):
             await self.unload(name)
-
-    def _check_memory(self, source: str) -> None:
-        path = Path(source)
-        if not path.is_dir():
-            return  # hub id: size unknown until downloaded
-        size = sum(f.stat().st_size for f in path.glob("*.safetensors")) + sum(
-            f.stat().st_size for f in path.glob("*.bin")
-        )
-        free = psutil.virtual_memory().available
-        headroom = self.settings.limits.min_free_memory_mb * 1024 * 1024
-        if size and free - size < headroom:
-            raise Unavailable(
-                f"not enough memory to load '{source}': needs about {size >> 20} MiB, "
-                f"{free >> 20} MiB available"
-            )
