@@ -128,7 +128,7 @@ def test_models_health_and_metrics_describe_the_remote_model(gw: httpx.Client):
     assert "big:latest" in {m["name"] for m in ok(gw.get("/api/ps"))["models"]}
     assert ok(gw.post("/api/show", json={"model": "big"}))["details"]
     metrics = gw.get("/metrics").text
-    assert 'gpt_remote_replica_requests{model="big"' in metrics
+    assert 'gpt_remote_replica_requests_total{model="big"' in metrics
     assert "gpt_remote_replica_latency_seconds_total" in metrics
 
 

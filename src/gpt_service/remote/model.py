@@ -33,7 +33,7 @@ from gpt_service.errors import (
     Unavailable,
     UpstreamError,
 )
-from gpt_service.remote.pool import ReplicaPool, upstream_message
+from gpt_service.remote.pool import ReplicaPool, redact_url, upstream_message
 from gpt_service.remote.wire import RemoteRequest, StreamState, completion_of, request_body
 
 logger = logging.getLogger(__name__)
@@ -235,7 +235,7 @@ async def _prepend(
 def new_info(spec: RemoteSpec, context_length: int) -> ModelInfo:
     return ModelInfo(
         name=spec.name,
-        path=spec.weights_path or spec.base_urls[0],
+        path=spec.weights_path or redact_url(spec.base_urls[0]),
         type="remote",
         device="remote",
         dtype="unknown",
@@ -272,7 +272,7 @@ async def list_models(pool: ReplicaPool, require_up: bool) -> tuple[set[str] | N
     ``max_model_len``); replicas that do not answer are taken out until probed back in."""
     for replica in pool.replicas:
         try:
-            response = await pool.http.get(f"{replica.url}/models", timeout=10)
+            response = await pool.http.get(f"{replica.base}/models", timeout=10)
             data = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError) as exc:  # the replica is out until probed back in
             replica.is_up = False

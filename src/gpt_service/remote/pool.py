@@ -4,6 +4,10 @@ A replica that refuses the connection (or times out connecting) is taken out and
 goes to the next one; nothing was sent, so that retry is safe. A background task probes the
 replicas that are out (``GET {base}/models``) and puts them back when they answer. With every
 replica out the call is a 503 with ``Retry-After``.
+
+Credentials in a base URL (``http://user:pass@host/v1``) are used for the requests only:
+everything shown or logged (``/models``, ``/health``, metric labels, errors) uses the
+replica's ``url``, where they are redacted.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
@@ -29,15 +33,51 @@ RETRY_AFTER_SECONDS = 5
 _CONNECT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 
+def redact_url(url: str) -> str:
+    """``url`` as it may be shown: the user and password of ``user:pass@host`` as ``***``."""
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL:
+        return "<invalid URL>"
+    if not parsed.userinfo:
+        return url
+    return str(parsed.copy_with(username="***", password=None))
+
+
+class RedactUrls(logging.Filter):
+    """On httpx's logger ("HTTP Request: POST http://user:pass@host/..."): URLs redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(_has_userinfo(a) for a in args):
+            record.args = tuple(redact_url(str(a)) if _has_userinfo(a) else a for a in args)
+        return True
+
+
+def _has_userinfo(value: object) -> bool:
+    return isinstance(value, httpx.URL) and bool(value.userinfo)
+
+
+def redact_httpx_logs() -> None:
+    """Idempotent: install ``RedactUrls`` on httpx's logger."""
+    log = logging.getLogger("httpx")
+    if not any(isinstance(f, RedactUrls) for f in log.filters):
+        log.addFilter(RedactUrls())
+
+
 @dataclass
 class Replica:
-    url: str  # base URL ending in /v1
+    base: str  # base URL ending in /v1, credentials included: for requests only
+    url: str = field(init=False)  # what is shown and logged: ``base`` redacted
     outstanding: int = 0
     requests: int = 0
     errors: int = 0
     latency_seconds_total: float = 0.0
     is_up: bool = True
     last_error: str | None = None
+
+    def __post_init__(self) -> None:
+        self.url = redact_url(self.base)
 
     def describe(self) -> dict[str, Any]:
         mean = self.latency_seconds_total / self.requests if self.requests else None
@@ -89,6 +129,7 @@ class ReplicaPool:
         probe_interval: float = PROBE_INTERVAL_SECONDS,
     ) -> None:
         self.replicas = [Replica(u.rstrip("/")) for u in urls]
+        redact_httpx_logs()
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
         timeout = httpx.Timeout(
             connect=connect_timeout, read=read_timeout, write=30.0, pool=connect_timeout
@@ -125,7 +166,7 @@ class ReplicaPool:
     async def probe(self, replica: Replica) -> bool:
         """Back in when the replica answers HTTP at all (a 401 still means it is there)."""
         try:
-            await self.http.get(f"{replica.url}/models", timeout=PROBE_TIMEOUT_SECONDS)
+            await self.http.get(f"{replica.base}/models", timeout=PROBE_TIMEOUT_SECONDS)
         except httpx.HTTPError as exc:
             replica.last_error = f"probe failed: {exc or type(exc).__name__}"
             return False
@@ -141,7 +182,7 @@ class ReplicaPool:
 
     def pick(self, tried: set[str]) -> Replica:
         """The healthy replica with the fewest requests in flight (first listed on ties)."""
-        candidates = [r for r in self.replicas if r.is_up and r.url not in tried]
+        candidates = [r for r in self.replicas if r.is_up and r.base not in tried]
         if not candidates:
             urls = ", ".join(r.url for r in self.replicas)
             raise Unavailable(
@@ -166,8 +207,8 @@ class ReplicaPool:
         tried: set[str] = set()
         while True:
             replica = self.pick(tried)
-            tried.add(replica.url)
-            request = self.http.build_request(method, f"{replica.url}{path}", json=body)
+            tried.add(replica.base)
+            request = self.http.build_request(method, f"{replica.base}{path}", json=body)
             replica.outstanding += 1
             start = time.perf_counter()
             try:
@@ -223,7 +264,7 @@ class ReplicaPool:
                 results.append((replica.url, "replica is down"))
                 continue
             try:
-                response = await self.http.post(f"{replica.url}{path}", json=body)
+                response = await self.http.post(f"{replica.base}{path}", json=body)
             except httpx.HTTPError as exc:
                 results.append((replica.url, str(exc) or type(exc).__name__))
                 continue

@@ -7,6 +7,7 @@ import httpx
 from gpt_service.config import RemoteModelSettings, RemoteSettings
 from gpt_service.errors import Forbidden, InvalidRequest
 from gpt_service.remote.model import RemoteSpec
+from gpt_service.remote.pool import redact_url
 
 
 def _bases(listed: RemoteModelSettings) -> list[str]:
@@ -25,14 +26,15 @@ def check_urls(urls: list[str]) -> list[str]:
     if not cleaned:
         raise InvalidRequest("base_url must name at least one remote engine URL")
     for url in cleaned:
+        shown = redact_url(url)
         if not url.startswith(("http://", "https://")):
-            raise InvalidRequest(f"base_url '{url}' must start with http:// or https://")
+            raise InvalidRequest(f"base_url '{shown}' must start with http:// or https://")
         try:
             host = httpx.URL(url).host
         except httpx.InvalidURL as exc:
-            raise InvalidRequest(f"base_url '{url}' is not a valid URL: {exc}") from None
+            raise InvalidRequest(f"base_url '{shown}' is not a valid URL: {exc}") from None
         if not host:
-            raise InvalidRequest(f"base_url '{url}' names no host")
+            raise InvalidRequest(f"base_url '{shown}' names no host")
     return cleaned
 
 
@@ -60,6 +62,6 @@ def check_allowed(urls: list[str], settings: RemoteSettings) -> None:
     for url in urls:
         if not any(is_under(url, prefix) for prefix in prefixes):
             raise Forbidden(
-                f"base_url '{url}' is not allowed: this server only calls remote engines "
+                f"base_url '{redact_url(url)}' is not allowed: this server only calls remote engines "
                 "under the prefixes in GPT_SERVICE_REMOTE__ALLOWED_URLS"
             )

@@ -12,7 +12,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gpt_service.engine.types import Completion, StreamDelta
@@ -80,31 +80,34 @@ def _store_metrics(store: JobStore, leases: LeaseKeeper) -> Iterator[GaugeMetric
     )
 
 
-_REPLICA_GAUGES = {
-    "requests": "requests sent to a remote replica",
-    "errors": "failed requests (connect failures included) of a remote replica",
-    "latency_seconds_total": "summed request latency of a remote replica",
-    "outstanding": "requests in flight to a remote replica",
-    "up": "1 while a remote replica is in rotation",
+# Counters (exposed with ``_total``) and gauges of each remote replica: (help, is_counter).
+_REPLICA_METRICS = {
+    "requests": ("requests sent to a remote replica", True),
+    "errors": ("failed requests (connect failures included) of a remote replica", True),
+    "latency_seconds": ("summed request latency of a remote replica", True),
+    "outstanding": ("requests in flight to a remote replica", False),
+    "up": ("1 while a remote replica is in rotation", False),
 }
 
 
-def _replica_metrics(models: list[Any]) -> Iterator[GaugeMetricFamily]:
+def _replica_metrics(models: list[Any]) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
     families = {
-        key: GaugeMetricFamily(f"gpt_remote_replica_{key}", text, labels=["model", "replica"])
-        for key, text in _REPLICA_GAUGES.items()
+        key: (CounterMetricFamily if is_counter else GaugeMetricFamily)(
+            f"gpt_remote_replica_{key}", text, labels=["model", "replica"]
+        )
+        for key, (text, is_counter) in _REPLICA_METRICS.items()
     }
     for m in models:
         for r in getattr(getattr(m, "pool", None), "replicas", []):
             values = {
                 "requests": r.requests,
                 "errors": r.errors,
-                "latency_seconds_total": round(r.latency_seconds_total, 6),
+                "latency_seconds": round(r.latency_seconds_total, 6),
                 "outstanding": r.outstanding,
                 "up": int(r.is_up),
             }
             for key, value in values.items():
-                families[key].add_metric([m.name, r.url], value)
+                families[key].add_metric([m.name, r.url], value)  # url: credentials redacted
     yield from families.values()
 
 
