@@ -15,11 +15,13 @@ app = typer.Typer(help="gpt-service: serve, fine-tune and evaluate LLMs", no_arg
 
 
 def _settings(serving: bool = False, **overrides: object):  # noqa: ANN202 - deferred import
-    """The settings, or one readable line naming the bad variable and exit status 2."""
+    """The settings, or one readable line naming the bad variable and exit status 2 (a job
+    store that cannot be reached included: every command uses it)."""
     from pydantic import ValidationError
     from pydantic_settings import SettingsError
 
     from gpt_service.config import InvalidSettings, Settings, check_startup, describe_settings_error
+    from gpt_service.store.engine import unreachable
 
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -29,6 +31,9 @@ def _settings(serving: bool = False, **overrides: object):  # noqa: ANN202 - def
         _fail(describe_settings_error(exc))
     except InvalidSettings as exc:
         _fail(str(exc))
+    reason = unreachable(settings.store_url)
+    if reason is not None:
+        _fail(f"GPT_SERVICE_DATABASE_URL: {reason}")
     return settings
 
 

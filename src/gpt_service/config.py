@@ -106,6 +106,8 @@ class Settings(BaseSettings):
     # The job store: SQLite in the data directory by default; postgresql+psycopg://user:pass@
     # host:5432/db for several replicas (every replica must name the same database).
     database_url: str | None = None
+    # PostgreSQL: seconds one connection attempt may take (a URL's own ?connect_timeout= wins).
+    database_connect_timeout_seconds: int = Field(10, ge=1, le=600)
     replica_name: str | None = None  # default: the host name; shown in /health and job status
     # A running job's owner renews its lease every third of this; a dead replica's jobs
     # become interrupted after about 1.3x this long.
@@ -156,7 +158,16 @@ class Settings(BaseSettings):
 
     @property
     def store_url(self) -> str:
-        return self.database_url or f"sqlite:///{self.db_path.resolve()}"
+        """The job store's URL; PostgreSQL's carries ``connect_timeout`` (workers get it too)."""
+        if self.database_url is None:
+            return f"sqlite:///{self.db_path.resolve()}"
+        from sqlalchemy.engine import make_url
+
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "postgresql" or "connect_timeout" in url.query:
+            return self.database_url
+        timeout = {"connect_timeout": str(self.database_connect_timeout_seconds)}
+        return url.update_query_dict(timeout).render_as_string(hide_password=False)
 
     def ensure_dirs(self) -> None:
         for path in (self.data_dir, self.models_dir, self.datasets_dir):

@@ -105,7 +105,7 @@ async def submit(spec: TrainJobSpec, jobs: JobsDep) -> TrainSubmitResponse:
 
 @router.get("/status/{task_id}", response_model=TrainStatusResponse, summary="A job's state")
 async def status(task_id: str, jobs: JobsDep) -> TrainStatusResponse:
-    return status_view(jobs.get(task_id))
+    return status_view(await jobs.get(task_id))
 
 
 @router.get(
@@ -118,12 +118,12 @@ async def stream(
 ) -> EventSourceResponse:
     """Pushed from the store: on PostgreSQL each change of the row wakes the stream (on any
     replica, wherever the job runs); on SQLite the row is read every ``interval`` seconds."""
-    jobs.get(task_id)  # 404 before the stream starts
+    await jobs.get(task_id)  # 404 before the stream starts
 
     async def events() -> AsyncIterator[dict[str, str]]:
         last = None
         while True:
-            view = status_view(jobs.get(task_id), with_history=False)
+            view = status_view(await jobs.get(task_id), with_history=False)
             data = view.model_dump(mode="json", exclude={"loss_history", "eval_history"})
             if data != last:
                 yield {"event": "progress", "data": json.dumps(data, ensure_ascii=False)}
@@ -143,7 +143,7 @@ async def history(
     limit: int = Query(20, ge=1, le=200),
     offset: int = Query(0, ge=0, le=2**31, description="jobs to skip"),
 ) -> TrainHistoryResponse:
-    records, total = jobs.list(status.value if status else None, limit, offset)
+    records, total = await jobs.list(status.value if status else None, limit, offset)
     return TrainHistoryResponse(
         tasks=[status_view(r, with_history=False) for r in records],
         total_count=total,

@@ -13,17 +13,14 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterable
 from typing import Any
 
 from pydantic import BaseModel
-from sqlalchemy import Connection, func, select, text, update
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy import func, select, update
 
-from gpt_service.errors import Unavailable
 from gpt_service.store import migrate as migrations
-from gpt_service.store.engine import make_engine
+from gpt_service.store.engine import NOTIFY_CHANNEL, StoreBase, StoreUnavailable
 from gpt_service.store.records import (
     ACTIVE,
     G,
@@ -36,16 +33,7 @@ from gpt_service.store.records import (
 )
 from gpt_service.store.schema import jobs
 
-NOTIFY_CHANNEL = "gpt_jobs"
-RETRY_AFTER_SECONDS = 5
-
-
-class StoreUnavailable(Unavailable):
-    """The database cannot be reached (503 with Retry-After); jobs keep their state in it."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retry_after=RETRY_AFTER_SECONDS)
-
+__all__ = ["NOTIFY_CHANNEL", "JobStore", "StoreUnavailable"]
 
 JSON_COLUMNS = ("params", "progress", "result")
 
@@ -62,45 +50,12 @@ def _partial(value: BaseModel | dict[str, Any]) -> dict[str, Any]:
     return value
 
 
-class JobStore:
+class JobStore(StoreBase):
     def __init__(self, url: str, migrate: bool = True) -> None:
         """``migrate``: bring the schema to head first (servers and the CLI; workers skip it)."""
-        self.url = url
-        self.engine = make_engine(url)
-        self.dialect = self.engine.dialect.name
+        super().__init__(url)
         if migrate:
             migrations.upgrade(self.engine)
-
-    @property
-    def is_postgres(self) -> bool:
-        return self.dialect == "postgresql"
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    @contextmanager
-    def _tx(self) -> Iterator[Connection]:
-        try:
-            with self.engine.begin() as connection:
-                yield connection
-        except (OperationalError, InterfaceError) as exc:  # the database is down or away
-            raise StoreUnavailable(
-                f"the job store ({self.dialect}) is unreachable: {exc.orig or exc}".strip()
-            ) from exc
-
-    def _notify(self, connection: Connection, job_ids: Iterable[str]) -> None:
-        if self.is_postgres:
-            for job_id in job_ids:
-                connection.execute(
-                    text("SELECT pg_notify(:channel, :id)"),
-                    {"channel": NOTIFY_CHANNEL, "id": job_id},
-                )
-
-    def _clock(self, db: Connection) -> float:
-        """Lease time: the database's clock on PostgreSQL, so the replicas' clocks may drift."""
-        if self.is_postgres:
-            return float(db.execute(text("SELECT EXTRACT(EPOCH FROM clock_timestamp())")).scalar())
-        return time.time()
 
     @staticmethod
     def _row(row: Any) -> dict[str, Any]:
@@ -206,14 +161,6 @@ class JobStore:
         )
         with self._tx() as db:
             return {status: n for status, n in db.execute(query).all()}
-
-    def ping(self) -> bool:
-        try:
-            with self.engine.connect() as db:
-                db.execute(select(1))
-            return True
-        except Exception:
-            return False
 
     # ---- replicas --------------------------------------------------------------------
     def claim(

@@ -18,7 +18,8 @@ import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from gpt_service.store.jobs import JobStore
+from gpt_service.store.jobs import JobStore, StoreUnavailable
+from gpt_service.store.outage import OutageLog
 from gpt_service.store.records import JobKind, new_owner_id
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class LeaseKeeper:
         self.owner = new_owner_id(replica_name)
         self._held: dict[str, Callable[[str], None]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._outage = OutageLog(logger, "job leases (renew and sweep)")
 
     @property
     def interval(self) -> float:
@@ -86,7 +88,10 @@ class LeaseKeeper:
             try:
                 await asyncio.to_thread(self.renew)
                 await asyncio.to_thread(self.sweep)
-            except Exception:  # a database hiccup: the next round tries again
+                self._outage.ok()
+            except StoreUnavailable as exc:  # the database is away: the next round tries again
+                self._outage.failed(exc.message)
+            except Exception:
                 logger.warning("could not renew or sweep job leases", exc_info=True)
 
     def renew(self) -> None:

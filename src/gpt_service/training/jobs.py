@@ -5,6 +5,9 @@ replica on the same database: each replica claims at most ``max_concurrent_jobs`
 (``JobStore.claim``: each job goes to one replica), launches their workers and reaps them,
 and holds their leases through the replica's ``LeaseKeeper``. Status, history, cancel and
 resume work from any replica; the server never runs training code in its own process.
+
+Store calls block (SQLite file locks, PostgreSQL round trips): the async methods run them in
+threads, never on the event loop.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from gpt_service.config import Settings
 from gpt_service.errors import Conflict
 from gpt_service.store.jobs import JobStore, StoreUnavailable
 from gpt_service.store.leases import LeaseKeeper
+from gpt_service.store.outage import OutageLog
 from gpt_service.store.records import ACTIVE, JobStatus, now_iso
 from gpt_service.training import launcher
 from gpt_service.training.config import TRAIN, TrainJob, TrainJobSpec
@@ -49,6 +53,7 @@ class JobManager:
         self._cancelling: set[str] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._outage = OutageLog(logger, "training scheduler")
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -61,13 +66,16 @@ class JobManager:
         for job_id, process in list(self.processes.items()):
             grace = self.settings.shutdown_grace_seconds
             returncode = await asyncio.to_thread(launcher.stop, process, grace)
-            job = self.get(job_id)
-            if returncode == 0 and job.result is not None:  # it finished just in time
-                launcher.finalize(self.settings, self.store, job_id, returncode)
-            else:
-                self.store.update(job_id, only_if=[JobStatus.RUNNING], status=JobStatus.INTERRUPTED)
+            await asyncio.to_thread(self._stopped, job_id, returncode)
             del self.processes[job_id]
             self.leases.release(job_id)
+
+    def _stopped(self, job_id: str, returncode: int) -> None:
+        job = self.store.get(job_id, TRAIN)
+        if returncode == 0 and job.result is not None:  # it finished just in time
+            launcher.finalize(self.settings, self.store, job_id, returncode)
+        else:
+            self.store.update(job_id, only_if=[JobStatus.RUNNING], status=JobStatus.INTERRUPTED)
 
     @property
     def is_alive(self) -> bool:
@@ -80,24 +88,24 @@ class JobManager:
     # ---- requests --------------------------------------------------------------------
     async def submit(self, spec: TrainJobSpec) -> TrainJob:
         params = await asyncio.to_thread(prepare_job, spec, self.settings, self.registry)
-        self._check_output_free(params.output_path)
-        job = self.store.create(TRAIN, params)
+        await asyncio.to_thread(self._check_output_free, params.output_path)
+        job = await asyncio.to_thread(self.store.create, TRAIN, params)
         logger.info("training job %s queued (%s)", job.id, params.output_dir)
         self._wake.set()
         return job
 
-    def get(self, job_id: str) -> TrainJob:
-        return self.store.get(job_id, TRAIN)
+    async def get(self, job_id: str) -> TrainJob:
+        return await asyncio.to_thread(self.store.get, job_id, TRAIN)
 
-    def list(
+    async def list(
         self, status: str | None = None, limit: int = 20, offset: int = 0
     ) -> tuple[list[TrainJob], int]:
-        return self.store.list(TRAIN, status=status, limit=limit, offset=offset)
+        return await asyncio.to_thread(self.store.list, TRAIN, status, limit, offset)
 
     async def cancel(self, job_id: str) -> TrainJob:
         """Here: stop the worker. Elsewhere: mark it cancelled with the cancel flag set; its
         owner stops the worker at its next lease renewal, the worker at its next step."""
-        job = self.get(job_id)
+        job = await self.get(job_id)
         if not job.status.is_active:
             raise Conflict(f"job '{job_id}' is {job.status}; only queued or running jobs cancel")
         process = self.processes.get(job_id)
@@ -109,7 +117,8 @@ class JobManager:
                 self._cancelling.discard(job_id)
                 self.processes.pop(job_id, None)
                 self.leases.release(job_id)
-        cancelled = self.store.update(
+        cancelled = await asyncio.to_thread(
+            self.store.update,
             job_id,
             only_if=ACTIVE,  # the worker may have finished meanwhile
             status=JobStatus.CANCELLED,
@@ -119,18 +128,19 @@ class JobManager:
         if cancelled:
             logger.info("training job %s cancelled", job_id)
         self._wake.set()
-        return self.get(job_id)
+        return await self.get(job_id)
 
     async def resume(self, job_id: str) -> TrainJob:
         """Queue a stopped job again; a worker on any replica continues from its last
         checkpoint."""
-        job = self.get(job_id)
+        job = await self.get(job_id)
         if not job.status.is_resumable:
             raise Conflict(
                 f"job '{job_id}' is {job.status}; only interrupted, failed or cancelled jobs resume"
             )
-        self._check_output_free(job.params.output_path, except_id=job_id)
-        resumed = self.store.update(
+        await asyncio.to_thread(self._check_output_free, job.params.output_path, job_id)
+        resumed = await asyncio.to_thread(
+            self.store.update,
             job_id,
             only_if=[job.status],
             status=JobStatus.QUEUED,
@@ -144,7 +154,7 @@ class JobManager:
         if not resumed:
             raise Conflict(f"job '{job_id}' changed meanwhile; look at its status again")
         self._wake.set()
-        return self.get(job_id)
+        return await self.get(job_id)
 
     def _check_output_free(self, output_path: str, except_id: str | None = None) -> None:
         for status in ACTIVE:
@@ -160,8 +170,9 @@ class JobManager:
             try:
                 await self._reap()
                 await asyncio.to_thread(self._launch_queued)
+                self._outage.ok()
             except StoreUnavailable as exc:  # waits for the database; /health shows it
-                logger.warning("training scheduler: %s", exc.message)
+                self._outage.failed(exc.message)
             except Exception:  # the scheduler must outlive any one job's trouble
                 logger.exception("training scheduler step failed")
             self._wake.clear()
@@ -190,12 +201,14 @@ class JobManager:
             if job_id in self._cancelling or process.poll() is None:
                 continue
             del self.processes[job_id]
-            job = self.get(job_id)
+            job = await self.get(job_id)
             trained = process.returncode == 0 and job.result is not None
             is_running = job.status == JobStatus.RUNNING
             if trained and is_running and job.params.spec.load_on_completion:
                 await self._serve_result(job)  # before ``completed``: then it is servable
-            launcher.finalize(self.settings, self.store, job_id, process.returncode)
+            await asyncio.to_thread(
+                launcher.finalize, self.settings, self.store, job_id, process.returncode
+            )
             self.leases.release(job_id)
 
     async def _serve_result(self, job: TrainJob) -> None:
@@ -220,4 +233,4 @@ class JobManager:
         except Exception as exc:  # the job still completed; say why it is not served
             logger.warning("could not load the adapter of job %s: %s", job.id, exc)
             served["load_error"] = str(exc)
-        self.store.update(job.id, result={**(job.result or {}), **served})
+        await asyncio.to_thread(self.store.update, job.id, result={**(job.result or {}), **served})
