@@ -1,0 +1,152 @@
+"""Where a token's time goes: ``python -m bench.profile`` (see ``--help``).
+
+Three views of the same decode work, on the demo model (or ``--model-dir``):
+
+- ``inproc``: one stream through the engine in this process (no HTTP), tok/s;
+- ``http``: the service in a child process with 1 and with N streaming clients, tok/s, with
+  ``py-spy`` (``pip install py-spy``) sampling the server: the top functions by own time and
+  the share of each thread (engine, event loop, compile) in ``<out>/*.txt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.load import run_clients
+from bench.prompts import make_prompts
+from bench.stats import percentile
+from gpt_service.config import DEMO_MODEL_DIR
+
+logger = logging.getLogger("bench.profile")
+
+
+async def _inproc(model_dir: Path, prompts: list[str], new_tokens: int, compile_: bool) -> float:
+    """One stream through ``LoadedModel`` in this process (the engine thread + this loop)."""
+    from gpt_service.config import Settings
+    from gpt_service.engine.registry import ModelRegistry
+    from gpt_service.engine.types import SamplingParams
+
+    settings = Settings(data_dir=Path("/tmp/gpt-service-profile"))
+    settings.engine.compile = compile_
+    registry = ModelRegistry(settings)
+    model = await asyncio.to_thread(registry._load_blocking, "m", str(model_dir), None)
+    params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
+    try:
+        deadline = time.monotonic() + 600
+        while compile_ and time.monotonic() < deadline:  # warm: until the 1-slot graph is ready
+            await model.generate(model.encode(prompts[0]), params)
+            compiled = model.engine.runner.compiled
+            if compiled is None or compiled.failed or compiled._ready:
+                break
+            await asyncio.sleep(1)
+        start = time.perf_counter()
+        tokens = 0
+        for prompt in prompts:
+            out = await model.generate(model.encode(prompt), params)
+            tokens += out.completion_tokens
+        return tokens / (time.perf_counter() - start)
+    finally:
+        model.engine.stop()
+
+
+def _pyspy(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    cmd = [exe, "record", "-p", str(pid), "-r", "250", "-d", str(int(seconds)), "--threads"]
+    cmd += ["-f", "raw", "-o", str(out), "--nonblocking"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def summarize(raw: Path, top: int = 25) -> str:
+    """Own-time and inclusive-time tables from py-spy's collapsed stacks, per thread."""
+    own: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    threads: collections.Counter[str] = collections.Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        n = int(count)
+        frames = stack.split(";")
+        total += n
+        threads[frames[0]] += n
+        own[frames[-1]] += n
+        for f in set(frames[1:]):
+            incl[f] += n
+    lines = [f"samples {total}", "threads:"]
+    lines += [f"  {n / total:6.1%}  {t}" for t, n in threads.most_common(8)]
+    lines.append("own time:")
+    lines += [f"  {n / total:6.1%}  {f}" for f, n in own.most_common(top)]
+    lines.append("inclusive:")
+    lines += [f"  {n / total:6.1%}  {f}" for f, n in incl.most_common(top * 2)]
+    return "\n".join(lines)
+
+
+def _http(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
+    from bench.run import _warm_compiled
+    from tests.server import start_server
+
+    env = {"GPT_SERVICE_ENGINE__COMPILE": "false" if args.no_compile else "true"}
+    extra: list[str] = []
+    if args.model_dir != DEMO_MODEL_DIR:
+        env["GPT_SERVICE_MODEL_DIRS"] = json.dumps([str(args.model_dir.parent)])
+        extra = ["--model", args.model_dir.name, "--model-path", str(args.model_dir)]
+    figures: dict[str, Any] = {}
+    with start_server(Path(args.work_dir) / "data", *extra, env=env) as server:
+        _warm_compiled(server, prompts, args.clients)
+        for clients in args.clients:
+            per_client = max(2, 32 // clients)
+            probe = asyncio.run(run_clients(server.url, prompts, clients, 1, args.new_tokens))
+            seconds = probe.wall * per_client + 2
+            raw = args.out / f"http-{clients}.raw"
+            spy = _pyspy(server.process.pid, seconds, raw) if args.pyspy else None
+            time.sleep(0.5 if spy else 0)
+            result = asyncio.run(
+                run_clients(server.url, prompts, clients, per_client, args.new_tokens)
+            )
+            figures[f"http {clients} clients tok/s"] = round(result.throughput, 1)
+            figures[f"http {clients} clients ITL p50 ms"] = round(percentile(result.itls, 50) * 1000, 2)
+            if spy is not None:
+                spy.wait()
+                text = summarize(raw)
+                (args.out / f"http-{clients}.txt").write_text(text)
+                logger.info("%d clients, py-spy:\n%s", clients, text[:3000])
+    return figures
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", type=Path, default=DEMO_MODEL_DIR)
+    parser.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
+    parser.add_argument("--new-tokens", type=int, default=64)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--no-inproc", action="store_true")
+    parser.add_argument("--no-http", action="store_true")
+    parser.add_argument("--pyspy", action="store_true", help="sample the server with py-spy")
+    parser.add_argument("--work-dir", default="/tmp/gpt-service-profile")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/gpt-service-profile/out"))
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    args.out.mkdir(parents=True, exist_ok=True)
+    prompts = make_prompts(16)
+    figures: dict[str, Any] = {}
+    if not args.no_http:
+        figures.update(_http(args, prompts))
+    if not args.no_inproc:
+        tps = asyncio.run(_inproc(args.model_dir, prompts, args.new_tokens, not args.no_compile))
+        figures["in-process 1 stream tok/s"] = round(tps, 1)
+    print(json.dumps(figures, indent=1))
+
+
+if __name__ == "__main__":
+    main()
