@@ -96,6 +96,7 @@ def _http(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
     from tests.server import start_server
 
     env = {"GPT_SERVICE_ENGINE__COMPILE": "false" if args.no_compile else "true"}
+    env.update(kv.split("=", 1) for kv in args.env)  # type: ignore[misc]
     extra: list[str] = []
     if args.model_dir != DEMO_MODEL_DIR:
         env["GPT_SERVICE_MODEL_DIRS"] = json.dumps([str(args.model_dir.parent)])
@@ -114,7 +115,9 @@ def _http(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
                 run_clients(server.url, prompts, clients, per_client, args.new_tokens)
             )
             figures[f"http {clients} clients tok/s"] = round(result.throughput, 1)
-            figures[f"http {clients} clients ITL p50 ms"] = round(percentile(result.itls, 50) * 1000, 2)
+            figures[f"http {clients} clients ITL p50 ms"] = round(
+                percentile(result.itls, 50) * 1000, 2
+            )
             if spy is not None:
                 spy.wait()
                 text = summarize(raw)
@@ -129,6 +132,7 @@ def main() -> None:
     parser.add_argument("--clients", type=lambda s: [int(x) for x in s.split(",")], default=[1, 16])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     parser.add_argument("--no-inproc", action="store_true")
     parser.add_argument("--no-http", action="store_true")
     parser.add_argument("--pyspy", action="store_true", help="sample the server with py-spy")

@@ -52,6 +52,7 @@ def _service_row(
     result.peak_rss_mb = rss.peak / 2**20
     if server_url.startswith(LLAMA_SERVER):
         result.name = f"6. llama-server, {clients} clients"
+        result.peak_rss_mb = float("nan")  # ``pid`` is the service's, not llama-server's
     logger.info("%s -> %.1f tok/s", result.name, result.throughput)
     return result
 
