@@ -170,7 +170,7 @@ def _compiled_run(model, schedule, prompts, **options):
         ModelRunner.__init__ = original  # type: ignore[method-assign]
 
 
-@pytest.mark.parametrize("arch", ["tiny-llama", "qwen2-sliding"])
+@pytest.mark.parametrize("arch", ["tiny-llama", "tiny-gpt2", "mistral-sliding", "qwen2-sliding"])
 def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arch: str):
     model = _model(tiny_dir, arch)
     prompts = _prompts(model.config.vocab_size)
