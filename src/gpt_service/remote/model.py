@@ -33,7 +33,8 @@ from gpt_service.errors import (
     Unavailable,
     UpstreamError,
 )
-from gpt_service.remote.pool import ReplicaPool, redact_url, upstream_message
+from gpt_service.remote.failures import describe
+from gpt_service.remote.pool import Replica, ReplicaPool, redact_url, upstream_message
 from gpt_service.remote.wire import RemoteRequest, StreamState, completion_of, request_body
 
 logger = logging.getLogger(__name__)
@@ -197,6 +198,26 @@ class RemoteModel:
         self.info.adapters = list(self.adapters)
         return key
 
+    async def restore_adapters(self, replica: Replica) -> None:
+        """A replica back from an outage (or a restart) gets every adapter registered here;
+        one it refuses is logged and kept in ``replica.last_error``."""
+        for key, adapter_dir in list(self.adapters.items()):
+            url = f"{replica.base}/load_lora_adapter"
+            body = {"lora_name": key, "lora_path": adapter_dir}
+            try:
+                response = await self.pool.http.post(url, json=body)
+            except httpx.HTTPError as exc:
+                error: str | None = describe(exc)
+            else:
+                error = None if response.status_code < 400 else upstream_message(response)
+                if error and "already" in error.lower():  # it kept the adapter: fine
+                    error = None
+            if error:
+                replica.last_error = f"adapter '{key}' not registered: {error}"
+                logger.warning("replica %s: %s", replica.url, replica.last_error)
+            else:
+                logger.info("adapter %s registered on %s after its outage", key, replica.url)
+
     async def remove_adapter(self, key: str) -> None:
         results = await self.pool.post_each("/unload_lora_adapter", {"lora_name": key})
         for url, error in results:
@@ -263,6 +284,7 @@ async def connect(spec: RemoteSpec, pool: ReplicaPool, require_up: bool) -> Remo
         await pool.aclose()
         raise
     model = RemoteModel(spec, pool, new_info(spec, context_length))
+    pool.on_recover = model.restore_adapters
     pool.start()
     return model
 
@@ -276,7 +298,7 @@ async def list_models(pool: ReplicaPool, require_up: bool) -> tuple[set[str] | N
             data = response.json() if response.status_code == 200 else None
         except (httpx.HTTPError, ValueError) as exc:  # the replica is out until probed back in
             replica.is_up = False
-            replica.last_error = f"connect failed: {exc or type(exc).__name__}"
+            replica.last_error = f"connect failed: {describe(exc)}"
             continue
         if response.status_code in (401, 403):
             await pool.aclose()

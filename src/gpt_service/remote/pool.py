@@ -17,13 +17,14 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
 
 from gpt_service.errors import InvalidRequest, NotFound, ServiceError, Unavailable, UpstreamError
+from gpt_service.remote.failures import describe
 
 logger = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class ReplicaPool:
             limits=httpx.Limits(max_connections=256, max_keepalive_connections=32),
         )
         self.probe_interval = probe_interval
+        # Awaited when a replica that was out answers again, before it takes requests.
+        self.on_recover: Callable[[Replica], Awaitable[None]] | None = None
         self._prober: asyncio.Task[None] | None = None
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -168,10 +171,12 @@ class ReplicaPool:
         try:
             await self.http.get(f"{replica.base}/models", timeout=PROBE_TIMEOUT_SECONDS)
         except httpx.HTTPError as exc:
-            replica.last_error = f"probe failed: {exc or type(exc).__name__}"
+            replica.last_error = f"probe failed: {describe(exc)}"
             return False
         if not replica.is_up:
             logger.info("remote replica %s is back", replica.url)
+            if self.on_recover is not None:  # e.g. register the adapters it missed
+                await self.on_recover(replica)
         replica.is_up = True
         return True
 
@@ -195,7 +200,7 @@ class ReplicaPool:
     def _take_out(self, replica: Replica, exc: Exception) -> None:
         replica.is_up = False
         replica.errors += 1
-        replica.last_error = f"connect failed: {exc or type(exc).__name__}"
+        replica.last_error = f"connect failed: {describe(exc)}"
         logger.warning("remote replica %s taken out: %s", replica.url, replica.last_error)
 
     # ---- calls ----------------------------------------------------------------------------
@@ -219,8 +224,8 @@ class ReplicaPool:
                 continue
             except httpx.HTTPError as exc:
                 replica.outstanding -= 1
-                self._finish(replica, start, ok=False, error=str(exc) or type(exc).__name__)
-                raise UpstreamError(f"remote engine {replica.url} failed: {exc}") from exc
+                self._finish(replica, start, ok=False, error=describe(exc))
+                raise UpstreamError(f"remote engine {replica.url} failed: {describe(exc)}") from exc
             response.extensions["gpt_replica"] = (replica, start)
             if response.status_code >= 400:
                 await response.aread()
@@ -266,7 +271,9 @@ class ReplicaPool:
             try:
                 response = await self.http.post(f"{replica.base}{path}", json=body)
             except httpx.HTTPError as exc:
-                results.append((replica.url, str(exc) or type(exc).__name__))
+                if isinstance(exc, _CONNECT_ERRORS):  # out until probed back (on_recover)
+                    self._take_out(replica, exc)
+                results.append((replica.url, describe(exc)))
                 continue
             error = None if response.status_code < 400 else upstream_message(response)
             results.append((replica.url, error))
@@ -278,9 +285,7 @@ class ReplicaPool:
             async for part in self._events(response):
                 yield part
         except httpx.HTTPError as exc:  # the upstream went silent or away mid-stream
-            raise UpstreamError(
-                f"remote engine stream failed: {exc or type(exc).__name__}"
-            ) from exc
+            raise UpstreamError(f"remote engine stream failed: {describe(exc)}") from exc
 
     async def _events(self, response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
         async for line in response.aiter_lines():
