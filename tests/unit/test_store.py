@@ -17,7 +17,7 @@ from gpt_service.evaluation.spec import EVAL
 from gpt_service.store.jobs import JobStore, StoreUnavailable
 from gpt_service.store.leases import LeaseKeeper, owner_is_dead
 from gpt_service.store.notify import ChangeFeed
-from gpt_service.store.records import JobNotFound, JobStatus
+from gpt_service.store.records import JobNotFound, JobStatus, OutputInUse
 from gpt_service.training.config import TRAIN, TrainJobSpec, TrainParams
 
 
@@ -94,6 +94,35 @@ def test_each_queued_job_is_claimed_once_by_concurrent_claimers(url: str) -> Non
     assert job.lease_expires_at and job.lease_expires_at > time.time()
     assert store.claim(TRAIN, "late", 5, 30) == []
     assert store.leases_held("r0") == 3
+
+
+def test_one_active_job_per_output_directory_whatever_the_replica(url: str) -> None:
+    """Two replicas (two stores on one database) submitting to one directory at once: one
+    job is queued, every other submit is refused; a stopped job frees it, and resuming that
+    job is refused while another writes there."""
+    replicas = [JobStore(url), JobStore(url, migrate=False)]
+
+    def submit(n: int) -> str | None:
+        try:
+            return replicas[n % 2].create(TRAIN, params("/out/same/")).id
+        except OutputInUse as exc:
+            assert "already writes to /out/same" in exc.message
+            return None
+
+    with ThreadPoolExecutor(4) as pool:
+        made = [job_id for job_id in pool.map(submit, range(8)) if job_id]
+    assert len(made) == 1
+    first = made[0]
+    replicas[0].claim(TRAIN, "r0", 1, 30)
+    replicas[0].update(first, status=JobStatus.INTERRUPTED)
+    second = replicas[1].create(TRAIN, params("/out/same"))  # the directory is free again
+    with pytest.raises(OutputInUse, match=f"'{second.id}' \\(queued\\)"):
+        replicas[0].update(first, only_if=[JobStatus.INTERRUPTED], status=JobStatus.QUEUED)
+    assert replicas[0].get(first, TRAIN).status is JobStatus.INTERRUPTED
+    replicas[1].update(second.id, status=JobStatus.COMPLETED)
+    assert replicas[0].update(first, only_if=[JobStatus.INTERRUPTED], status=JobStatus.QUEUED)
+    for replica in replicas:
+        replica.close()
 
 
 def test_leases_renew_expire_and_report_cancels(store: JobStore) -> None:
@@ -175,7 +204,7 @@ def test_concurrent_first_starts_migrate_once(url: str) -> None:
     store = JobStore(url)
     with store.engine.connect() as db:
         versions = db.execute(text("SELECT version_num FROM alembic_version")).all()
-    assert versions == [("0002",)]
+    assert versions == [("0003",)]
     assert {"jobs", "alembic_version"} <= set(inspect(store.engine).get_table_names())
 
 
@@ -198,6 +227,8 @@ def test_an_existing_sqlite_data_directory_keeps_its_jobs(tmp_path: Path) -> Non
     store = JobStore(f"sqlite:///{path}")
     job = store.get("old", TRAIN)
     assert job.progress.current_step == 7 and job.params.output_path == "/out/a"
+    with pytest.raises(OutputInUse, match="'old' \\(running\\)"):  # the migration knows its dir
+        store.create(TRAIN, params())
     assert store.expire_leases(TRAIN) == ["old"]  # running with no owner: nobody runs it
 
 

@@ -11,6 +11,7 @@ exactly one replica. Every change of a row sends ``NOTIFY gpt_jobs`` on PostgreS
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterable
@@ -18,6 +19,7 @@ from typing import Any
 
 from pydantic import BaseModel
 from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
 
 from gpt_service.store import migrate as migrations
 from gpt_service.store.engine import NOTIFY_CHANNEL, StoreBase, StoreUnavailable
@@ -28,6 +30,7 @@ from gpt_service.store.records import (
     JobNotFound,
     JobRecord,
     JobStatus,
+    OutputInUse,
     P,
     now_iso,
 )
@@ -86,12 +89,28 @@ class JobStore(StoreBase):
             "owner": owner,
             "cancel_requested": False,
         }
-        with self._tx() as db:
-            if lease_seconds:
-                values["lease_expires_at"] = self._clock(db) + lease_seconds
-            db.execute(jobs.insert().values(**values))
-            self._notify(db, [values["id"]])
+        if kind.writes_to is not None:
+            values["writes_to"] = os.path.normpath(kind.writes_to(params))
+        try:
+            with self._tx() as db:
+                if lease_seconds:
+                    values["lease_expires_at"] = self._clock(db) + lease_seconds
+                db.execute(jobs.insert().values(**values))
+                self._notify(db, [values["id"]])
+        except IntegrityError:
+            raise self._output_in_use(values.get("writes_to")) from None
         return self.get(values["id"], kind)
+
+    def _output_in_use(self, path: str | None) -> OutputInUse:
+        """The error for a unique-index violation on ``writes_to``: name the job holding it."""
+        query = select(jobs.c.id, jobs.c.status).where(
+            jobs.c.writes_to == path, jobs.c.status.in_([s.value for s in ACTIVE])
+        )
+        with self._tx() as db:
+            holder = db.execute(query).first()
+        if holder is None:  # it finished meanwhile
+            return OutputInUse(f"another job was writing to {path}; try again")
+        return OutputInUse(f"job '{holder.id}' ({holder.status}) already writes to {path}")
 
     def get(self, job_id: str, kind: JobKind[P, G]) -> JobRecord[P, G]:
         with self._tx() as db:
@@ -120,6 +139,21 @@ class JobStore(StoreBase):
         where = [jobs.c.id == job_id]
         if only_if is not None:
             where.append(jobs.c.status.in_([JobStatus(s).value for s in only_if]))
+        try:
+            return self._update(job_id, where, values, progress)
+        except IntegrityError:  # queued again while another job writes its directory
+            query = select(jobs.c.writes_to).where(jobs.c.id == job_id)
+            with self._tx() as db:
+                path = db.execute(query).scalar()
+            raise self._output_in_use(path) from None
+
+    def _update(
+        self,
+        job_id: str,
+        where: list[Any],
+        values: dict[str, Any],
+        progress: BaseModel | dict[str, Any] | None,
+    ) -> bool:
         with self._tx() as db:
             if progress is not None:
                 query = select(jobs.c.progress).where(*where).with_for_update()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -16,11 +17,15 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, Field
 
-from gpt_service.errors import NotFound
+from gpt_service.errors import Conflict, NotFound
 
 
 class JobNotFound(NotFound):
     pass
+
+
+class OutputInUse(Conflict):
+    """Another queued or running job writes the same directory (409)."""
 
 
 class JobStatus(StrEnum):
@@ -87,6 +92,7 @@ class JobRecord(BaseModel, Generic[P, G]):
     owner: str | None = None
     lease_expires_at: float | None = None
     cancel_requested: bool = False
+    heartbeat_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,9 @@ class JobKind(Generic[P, G]):
     # Runs inside its owner's process from the moment it is queued (an evaluation), rather
     # than waiting in a shared queue for any replica (a training job).
     owned_when_queued: bool = False
+    # The directory a job writes (a training job's output): at most one queued or running
+    # job per directory, enforced by the store (a unique index), whatever the replica.
+    writes_to: Callable[[P], str] | None = None
 
     def record(self, row: dict[str, Any]) -> JobRecord[P, G]:
         return JobRecord[self.params, self.progress].model_validate(row)  # type: ignore[name-defined]

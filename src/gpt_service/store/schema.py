@@ -16,9 +16,11 @@ from sqlalchemy import (
     Table,
     Text,
     false,
+    text,
 )
 
 metadata = MetaData()
+ACTIVE_ROWS = text("status IN ('queued', 'running')")
 
 jobs = Table(
     "jobs",
@@ -38,6 +40,16 @@ jobs = Table(
     Column("owner", String(255)),  # the replica (or CLI) running it: host:pid:random
     Column("lease_expires_at", Float),  # epoch seconds; the owner renews it while running
     Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    # 0003: one active job per output directory; the training worker's heartbeat
+    Column("writes_to", String(4096)),  # normalised output path of a training job
+    Column("heartbeat_at", Float),  # the worker's last sign of progress (epoch seconds)
     Index("jobs_kind_created", "kind", "created_at"),
     Index("jobs_status_lease", "status", "lease_expires_at"),
+    Index(
+        "jobs_active_output",
+        "writes_to",
+        unique=True,
+        sqlite_where=ACTIVE_ROWS,
+        postgresql_where=ACTIVE_ROWS,
+    ),
 )

@@ -187,5 +187,7 @@ class TrainProgress(BaseModel):
     eval_history: list[LossPoint] = Field(default_factory=list)
 
 
-TRAIN: JobKind[TrainParams, TrainProgress] = JobKind("train", TrainParams, TrainProgress)
+TRAIN: JobKind[TrainParams, TrainProgress] = JobKind(
+    "train", TrainParams, TrainProgress, writes_to=lambda params: params.output_path
+)
 TrainJob = JobRecord[TrainParams, TrainProgress]
