@@ -46,6 +46,11 @@ class TrainingSettings(BaseModel):
     num_threads: int = Field(0, ge=0)
     # Multi-node jobs: the address the other nodes reach this replica's c10d rendezvous on.
     rendezvous_host: str = "127.0.0.1"
+    # A worker that shows no sign of progress (a stage change, a step, an evaluation batch)
+    # for this long is taken as hung: its replica stops it and the job fails, resumable from
+    # its last checkpoint. 0 turns the check off. Generous: loading a big model or tokenizing
+    # a big dataset is one long stage.
+    stall_seconds: float = Field(1800.0, ge=0)
 
 
 class RemoteModelSettings(BaseModel):

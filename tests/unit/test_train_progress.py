@@ -49,7 +49,10 @@ def test_a_cancel_made_on_another_replica_stops_the_worker_at_its_next_step(
     monkeypatch.setattr(progress_module, "CANCEL_CHECK_SECONDS", 0.0)
     store, job_id = running_job(tmp_path)
     callback = StoreProgressCallback(store, job_id, store.get(job_id, TRAIN).progress)
-    callback.on_step_end(None, state(1), None)  # still running: nothing happens
+    monkeypatch.setattr(progress_module, "BEAT_SECONDS", 0.0)
+    assert store.get(job_id, TRAIN).heartbeat_at is None
+    callback.on_step_end(None, state(1), None)  # still running: only a heartbeat
+    assert store.get(job_id, TRAIN).heartbeat_at is not None  # what the replica watches
     store.update(job_id, status=JobStatus.CANCELLED, cancel_requested=True)
     with pytest.raises(JobCancelled, match="cancelled"):
         callback.on_step_end(None, state(2), None)

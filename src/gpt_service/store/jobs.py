@@ -168,6 +168,11 @@ class JobStore(StoreBase):
                 self._notify(db, [job_id])
         return changed
 
+    def beat(self, job_id: str) -> None:
+        """The worker's sign of progress (no NOTIFY: nothing a client shows changes)."""
+        with self._tx() as db:
+            db.execute(update(jobs).where(jobs.c.id == job_id).values(heartbeat_at=time.time()))
+
     def list(
         self,
         kind: JobKind[P, G],

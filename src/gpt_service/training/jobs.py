@@ -3,7 +3,8 @@
 The queue is the store itself (rows with status ``queued``, oldest first), shared by every
 replica on the same database: each replica claims at most ``max_concurrent_jobs`` of them
 (``JobStore.claim``: each job goes to one replica), launches their workers and reaps them,
-and holds their leases through the replica's ``LeaseKeeper``. Status, history, cancel and
+and holds their leases through the replica's ``LeaseKeeper`` while the workers show progress
+(a heartbeat; a hung worker is stopped and its job fails, see ``_stop_stalled``). Status, history, cancel and
 resume work from any replica; the server never runs training code in its own process.
 
 Store calls block (SQLite file locks, PostgreSQL round trips): the async methods run them in
@@ -16,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import subprocess
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +56,9 @@ class JobManager:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._outage = OutageLog(logger, "training scheduler")
+        # job id -> (the worker's last heartbeat seen, monotonic time it was first seen)
+        self._beats: dict[str, tuple[float | None, float]] = {}
+        self._stalls_checked = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------
     async def start(self) -> None:
@@ -162,6 +167,7 @@ class JobManager:
             try:
                 await self._reap()
                 await asyncio.to_thread(self._launch_queued)
+                await asyncio.to_thread(self._stop_stalled)
                 self._outage.ok()
             except StoreUnavailable as exc:  # waits for the database; /health shows it
                 self._outage.failed(exc.message)
@@ -181,6 +187,36 @@ class JobManager:
                 self.store.update(job.id, status=JobStatus.FAILED, error=f"could not start: {exc}")
                 continue
             self.leases.hold(job.id, self._lost)
+            self._beats[job.id] = (None, time.monotonic())
+
+    def _stop_stalled(self) -> None:
+        """A worker alive but without a heartbeat for ``stall_seconds`` (hung: a deadlock, a
+        stopped process, a dead rank's peers waiting): the job fails with the reason and the
+        worker is stopped. Its lease would otherwise be renewed as long as this replica lives.
+        The heartbeat is compared with itself, on this replica's clock: no clock skew."""
+        limit = self.settings.training.stall_seconds
+        now = time.monotonic()
+        if not limit or now - self._stalls_checked < min(self.leases.interval, limit / 3):
+            return
+        self._stalls_checked = now
+        for job_id, process in list(self.processes.items()):
+            beat = self.store.get(job_id, TRAIN).heartbeat_at
+            last, since = self._beats.setdefault(job_id, (None, now))
+            if beat != last or process.poll() is not None:
+                self._beats[job_id] = (beat, now)
+                continue
+            if now - since < limit:
+                continue
+            error = (
+                f"the worker made no progress for {now - since:.0f} s (stall_seconds "
+                f"{limit:g}): hung, so it was stopped; resume continues from its last checkpoint"
+            )
+            logger.warning("training job %s: %s", job_id, error)
+            done = {"finished_at": now_iso(), "owner": None, "lease_expires_at": None}
+            self.store.update(
+                job_id, only_if=[JobStatus.RUNNING], status=JobStatus.FAILED, error=error, **done
+            )
+            launcher.stop(process, 5.0)  # reaped next round; the row keeps ``failed``
 
     def _lost(self, job_id: str) -> None:
         """Called by the lease keeper (in a thread): cancelled elsewhere, or lease lost."""
@@ -193,6 +229,7 @@ class JobManager:
             if job_id in self._cancelling or process.poll() is None:
                 continue
             del self.processes[job_id]
+            self._beats.pop(job_id, None)
             job = await self.get(job_id)
             trained = process.returncode == 0 and job.result is not None
             is_running = job.status == JobStatus.RUNNING

@@ -108,6 +108,8 @@ def stop(process: subprocess.Popen[bytes], grace: float = 10.0) -> int:
             break
         try:
             os.killpg(process.pid, sig)
+            if sig == signal.SIGTERM:  # a stopped (SIGSTOP, ^Z) worker acts on it only when woken
+                os.killpg(process.pid, signal.SIGCONT)
         except ProcessLookupError:
             break
         try:

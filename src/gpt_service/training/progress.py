@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 
 MAX_HISTORY = 500  # points kept per curve; older points are thinned, not dropped
 CANCEL_CHECK_SECONDS = 1.0
+BEAT_SECONDS = 5.0  # the heartbeat the replica watches for a hung worker (stall_seconds)
 
 
 class JobCancelled(Exception):
@@ -44,6 +45,23 @@ class StoreProgressCallback(TrainerCallback):
         self._started = time.monotonic()
         self._first_step = 0
         self._checked = time.monotonic()
+        self._beaten = 0.0
+
+    def beat(self, state: Any) -> None:
+        """Rank 0 tells its replica it is making progress (at most every ``BEAT_SECONDS``)."""
+        if not state.is_world_process_zero or time.monotonic() - self._beaten < BEAT_SECONDS:
+            return
+        self._beaten = time.monotonic()
+        try:
+            self.store.beat(self.job_id)
+        except Exception:  # the database is away: keep training
+            logger.warning("could not record the heartbeat of job %s", self.job_id, exc_info=True)
+
+    def on_substep_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.beat(state)  # gradient accumulation: several forwards per step
+
+    def on_prediction_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self.beat(state)  # the evaluation loop
 
     def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._started = time.monotonic()
@@ -101,6 +119,7 @@ class StoreProgressCallback(TrainerCallback):
     def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         """Rank 0 looks at the row about once a second: a cancel from any replica lands here
         even when the replica that launched this worker is on another machine."""
+        self.beat(state)
         if (
             not state.is_world_process_zero
             or time.monotonic() - self._checked < CANCEL_CHECK_SECONDS

@@ -127,7 +127,7 @@ class Stage:
     def enter(self, name: str) -> None:
         self.name = name
         if is_rank_zero():
-            self.store.update(self.job_id, progress={"stage": name})
+            self.store.update(self.job_id, progress={"stage": name}, heartbeat_at=time.time())
 
 
 def check_module_names(model: Any, field: str, names: list[str]) -> None:
