@@ -1,4 +1,5 @@
-"""A 200-sample evaluation through a real server survives a restart; a killed run is marked."""
+"""A 200-sample evaluation through a real server survives a restart; a killed run fails with
+the reason."""
 
 from __future__ import annotations
 
@@ -42,7 +43,7 @@ def submit(server: RunningServer, **body: Any) -> str:
     return response.json()["eval_id"]
 
 
-def test_results_survive_restart_and_killed_run_is_interrupted(tmp_path: Path):
+def test_results_survive_restart_and_a_killed_run_fails_with_the_reason(tmp_path: Path):
     data_dir = tmp_path / "data"
     write_dataset(data_dir / "datasets" / "eval200.jsonl")
     with start_server(data_dir) as first:
@@ -64,7 +65,8 @@ def test_results_survive_restart_and_killed_run_is_interrupted(tmp_path: Path):
         assert after["samples"] == before["samples"] and len(after["samples"]) == NUM_SAMPLES
         assert after["samples"][1]["expected"] == "你好！这是第1个回答。"
         killed = httpx.get(f"{second.url}/evaluate/results/{killed_id}", timeout=30).json()
-        assert killed["status"] == "interrupted" and killed["scores"] is None
+        assert killed["status"] == "failed" and killed["scores"] is None
+        assert "submit it again" in killed["error"]  # the reason: it does not resume
         history = httpx.get(f"{second.url}/evaluate/history", timeout=30).json()
         assert [e["eval_id"] for e in history["evaluations"]] == [killed_id, done_id]
         assert httpx.get(f"{second.url}/health", timeout=30).json()["evaluator"] is True

@@ -132,7 +132,8 @@ def test_leases_renew_expire_and_report_cancels(store: JobStore) -> None:
     time.sleep(0.05)
     assert store.renew("alive", [a, b], 30) == {a: False, b: False}
     assert store.expire_leases(TRAIN) == [c]
-    assert store.get(c, TRAIN).status is JobStatus.INTERRUPTED
+    interrupted = store.get(c, TRAIN)
+    assert interrupted.status is JobStatus.INTERRUPTED and "resume" in interrupted.error
     store.update(b, status=JobStatus.CANCELLED, cancel_requested=True)
     assert store.renew("alive", [a, b], 30) == {a: False}  # b is no longer held
     assert store.expire_leases(TRAIN, dead_owners=["alive"]) == [a]
@@ -182,12 +183,17 @@ async def test_change_feed_wakes_on_a_change(store: JobStore) -> None:
         await feed.stop()
 
 
-def test_eval_rows_queued_by_a_gone_replica_are_interrupted(store: JobStore) -> None:
+def test_eval_rows_of_a_gone_replica_fail_with_the_reason(store: JobStore) -> None:
+    """An evaluation cannot resume (its inline samples are not stored): it fails, saying so,
+    rather than staying ``running`` or ``interrupted`` with nothing to resume it."""
     from gpt_service.evaluation.spec import EvalParams, EvalProgress
 
     row = store.create(EVAL, EvalParams(model_name="m", num_samples=2), EvalProgress(), owner="x")
     store.update(row.id, lease_expires_at=time.time() - 1)
     assert store.expire_leases(EVAL) == [row.id]
+    lost = store.get(row.id, EVAL)
+    assert lost.status is JobStatus.FAILED and lost.finished_at
+    assert "went away" in lost.error and "submit it again" in lost.error
     queued_train = store.create(TRAIN, params())
     assert store.expire_leases(TRAIN) == []  # a queued training job waits for any replica
     assert store.get(queued_train.id, TRAIN).status is JobStatus.QUEUED

@@ -147,7 +147,7 @@ async def get_results(
     sample_offset: int = Query(0, ge=0, le=MAX_OFFSET, description="first per-sample row returned"),
     sample_limit: int = Query(1000, ge=0, le=10000, description="per-sample rows returned"),
 ) -> EvalResults:
-    return _results(evaluator.get(eval_id), sample_offset, sample_limit)
+    return _results(await evaluator.get(eval_id), sample_offset, sample_limit)
 
 
 @router.get(
@@ -159,7 +159,7 @@ async def history(
     limit: int = Query(20, ge=1, le=200),
     offset: int = Query(0, ge=0, le=MAX_OFFSET),
 ) -> EvalHistoryResponse:
-    records, total = evaluator.list(status=status, limit=limit, offset=offset)
+    records, total = await evaluator.list(status=status, limit=limit, offset=offset)
     return EvalHistoryResponse(
         evaluations=[EvalSummary(**_summary_fields(r)) for r in records],
         total=total,

@@ -33,7 +33,13 @@ from gpt_service.evaluation.scoring import (
     model_perplexity,
     text_scores,
 )
-from gpt_service.evaluation.spec import EVAL, EvalProgress, EvalRecord, EvalRequest
+from gpt_service.evaluation.spec import (
+    EVAL,
+    NOT_RESUMABLE,
+    EvalProgress,
+    EvalRecord,
+    EvalRequest,
+)
 from gpt_service.remote.perplexity import PerplexityUnavailable
 from gpt_service.services.generation import GenerationService
 from gpt_service.services.preparation import GenerationJob
@@ -122,7 +128,8 @@ class EvaluationManager:
         samples = await asyncio.to_thread(
             load_samples, request, self.settings.data_dir, self.dataset_roots
         )
-        record = self.store.create(
+        record = await asyncio.to_thread(
+            self.store.create,
             EVAL,
             request.stored_params(model_name, len(samples)),
             EvalProgress(total_samples=len(samples)),
@@ -134,7 +141,7 @@ class EvaluationManager:
         self.leases.hold(record.id, self._lost)
         task.add_done_callback(lambda _: self._forget(record.id))
         logger.info("evaluation %s of %s queued (%d samples)", record.id, model_name, len(samples))
-        return self.get(record.id)
+        return await self.get(record.id)
 
     def _forget(self, eval_id: str) -> None:
         self._tasks.pop(eval_id, None)
@@ -155,18 +162,19 @@ class EvaluationManager:
         task = self._tasks.get(eval_id)
         if task is not None:
             await asyncio.shield(task)  # a client hanging up does not stop the evaluation
-        return self.get(eval_id)
+        return await self.get(eval_id)
 
-    def get(self, eval_id: str) -> EvalRecord:
+    async def get(self, eval_id: str) -> EvalRecord:
+        """Store calls block (file locks, round trips): in a thread, never on the loop."""
         try:
-            return self.store.get(eval_id, EVAL)
+            return await asyncio.to_thread(self.store.get, eval_id, EVAL)
         except JobNotFound:
             raise EvaluationNotFound(f"no evaluation with id '{eval_id}'") from None
 
-    def list(
+    async def list(
         self, status: str | None = None, limit: int = 20, offset: int = 0
     ) -> tuple[list[EvalRecord], int]:
-        return self.store.list(EVAL, status=status, limit=limit, offset=offset)
+        return await asyncio.to_thread(self.store.list, EVAL, status, limit, offset)
 
     # ---- the run ---------------------------------------------------------------------
     async def _run(
@@ -174,11 +182,16 @@ class EvaluationManager:
     ) -> None:
         try:
             async with self._slots:
-                self.store.update(
-                    eval_id, only_if=ACTIVE, status=JobStatus.RUNNING, started_at=now_iso()
+                await asyncio.to_thread(
+                    self.store.update,
+                    eval_id,
+                    only_if=ACTIVE,
+                    status=JobStatus.RUNNING,
+                    started_at=now_iso(),
                 )
                 result = await self._evaluate(eval_id, model_name, request, samples)
-            self.store.update(
+            await asyncio.to_thread(
+                self.store.update,
                 eval_id,
                 only_if=ACTIVE,
                 status=JobStatus.COMPLETED,
@@ -187,18 +200,19 @@ class EvaluationManager:
             )
             logger.info("evaluation %s completed: %s", eval_id, result["scores"])
         except asyncio.CancelledError:
-            self._finish(eval_id, JobStatus.INTERRUPTED, "the server stopped during the run")
+            self._finish(eval_id, f"the server stopped during the run; {NOT_RESUMABLE}")
             raise
         except ServiceError as exc:
-            self._finish(eval_id, JobStatus.FAILED, exc.message)
+            self._finish(eval_id, exc.message)
         except Exception as exc:  # one broken evaluation must not take the manager down
             logger.exception("evaluation %s failed", eval_id)
-            self._finish(eval_id, JobStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            self._finish(eval_id, f"{type(exc).__name__}: {exc}")
 
-    def _finish(self, eval_id: str, status: JobStatus, error: str) -> None:
-        logger.warning("evaluation %s %s: %s", eval_id, status.value, error)
+    def _finish(self, eval_id: str, error: str) -> None:
+        """An evaluation that did not complete fails with the reason (it never resumes)."""
+        logger.warning("evaluation %s failed: %s", eval_id, error)
         self.store.update(
-            eval_id, only_if=ACTIVE, status=status, error=error, finished_at=now_iso()
+            eval_id, only_if=ACTIVE, status=JobStatus.FAILED, error=error, finished_at=now_iso()
         )
 
     async def _evaluate(

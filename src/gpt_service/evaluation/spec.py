@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator, model_validator
 from gpt_service.engine.types import SamplingParams
 from gpt_service.evaluation.metrics import SUPPORTED_METRICS
 from gpt_service.schema_base import StrictBody
-from gpt_service.store.records import JobKind, JobRecord
+from gpt_service.store.records import JobKind, JobRecord, JobStatus
 
 DEFAULT_METRICS: tuple[str, ...] = ("perplexity", "exact_match", "bleu", "rouge", "chrf")
 # ``wait: true`` answers with the results in the POST response; only for small inline sets,
@@ -158,7 +158,14 @@ class EvalProgress(BaseModel):
     progress: float = 0.0
 
 
+NOT_RESUMABLE = "an evaluation does not resume: submit it again"
 EVAL: JobKind[EvalParams, EvalProgress] = JobKind(
-    "eval", EvalParams, EvalProgress, owned_when_queued=True
+    "eval",
+    EvalParams,
+    EvalProgress,
+    owned_when_queued=True,
+    lost_status=JobStatus.FAILED,
+    lost_reason="the replica running it went away before it finished (server or machine "
+    f"gone, its lease expired); {NOT_RESUMABLE}",
 )
 EvalRecord = JobRecord[EvalParams, EvalProgress]

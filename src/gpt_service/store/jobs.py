@@ -261,7 +261,8 @@ class JobStore(StoreBase):
         return {job_id: bool(flag) for job_id, flag in rows}
 
     def expire_leases(self, kind: JobKind[P, G], dead_owners: Iterable[str] = ()) -> list[str]:
-        """Active jobs whose lease ran out, or whose owner is known dead -> ``interrupted``."""
+        """Active jobs whose lease ran out, or whose owner is known dead -> the kind's
+        ``lost_status`` (``interrupted``, ``failed`` for evaluations) with its reason."""
         active = [JobStatus.RUNNING.value]
         if kind.owned_when_queued:
             active.append(JobStatus.QUEUED.value)
@@ -276,7 +277,12 @@ class JobStore(StoreBase):
                 db.execute(
                     update(jobs)
                     .where(jobs.c.id.in_(ids), jobs.c.status.in_(active))
-                    .values(status=JobStatus.INTERRUPTED.value, lease_expires_at=None)
+                    .values(
+                        status=kind.lost_status.value,
+                        lease_expires_at=None,
+                        error=func.coalesce(jobs.c.error, kind.lost_reason),
+                        finished_at=now_iso(),
+                    )
                 )
                 self._notify(db, ids)
         return ids

@@ -108,6 +108,12 @@ class JobKind(Generic[P, G]):
     # The directory a job writes (a training job's output): at most one queued or running
     # job per directory, enforced by the store (a unique index), whatever the replica.
     writes_to: Callable[[P], str] | None = None
+    # What a job becomes when its owner is gone (lease expired, process dead), and why.
+    lost_status: JobStatus = JobStatus.INTERRUPTED
+    lost_reason: str = (
+        "the replica running it went away (server or machine gone, its lease expired); "
+        "resume continues from the last checkpoint"
+    )
 
     def record(self, row: dict[str, Any]) -> JobRecord[P, G]:
         return JobRecord[self.params, self.progress].model_validate(row)  # type: ignore[name-defined]
