@@ -77,7 +77,7 @@ def test_two_replicas_one_postgres(tmp_path: Path, postgres_url: str) -> None:
     with start_servers(data_dir, *TINY, envs=envs) as servers:
         # Started at the same instant: one of them migrated the schema, neither failed.
         logs = [s.log() for s in servers]
-        assert sum("job store schema migrated from nothing to 0002" in log for log in logs) == 1
+        assert sum("job store schema migrated from nothing to 0003" in log for log in logs) == 1
         assert not any("Traceback" in log for log in logs), logs
         apis = [httpx.Client(base_url=s.url, timeout=60) for s in servers]
         a, b = apis
