@@ -82,6 +82,14 @@ def test_client_token_ids_are_checked_against_the_vocabulary(demo: LoadedModel):
         check_inputs(GenerationJob(PARAMS, prompt="  "), demo)
 
 
+def test_a_blank_ollama_prompt_is_still_a_chat_turn(demo: LoadedModel):
+    """/api/generate {"prompt": " "} (not raw) renders a user turn, as Ollama does: no 400."""
+    job = GenerationJob(PARAMS, prompt=" ", templated=True)
+    check_inputs(job, demo)
+    check_inputs(job, _remote())
+    assert render(job, demo) == demo.encode_chat([{"role": "user", "content": " "}])
+
+
 def test_the_answered_name_shows_only_a_non_default_adapter(demo: LoadedModel):
     assert served_name(demo, None) == "demo"
     assert served_name(demo, "my-lora") == "demo:my-lora"

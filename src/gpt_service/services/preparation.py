@@ -71,7 +71,8 @@ def check_inputs(job: GenerationJob, model: ServedModel) -> None:
         )
     if tokenizes_here(model):
         check_token_ids([*(job.context_ids or ()), *(job.prompt_ids or ())], model)
-    if job.messages is None and job.prompt_ids is None and not (job.prompt or "").strip():
+    is_text = job.messages is None and job.prompt_ids is None and not job.templated
+    if is_text and not (job.prompt or "").strip():  # a templated prompt is a chat turn
         raise InvalidRequest("prompt must not be empty")  # for every backend
 
 
