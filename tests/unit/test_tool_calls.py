@@ -67,6 +67,28 @@ CASES = [
         [("add", {"a": 1, "b": 2})],
     ),
     ("mistral", "[1] 是一个列表。", "[1] 是一个列表。", []),
+    (  # content first, then the tag (before v11), text after the array
+        "mistral",
+        '好的。[TOOL_CALLS] [{"name": "add", "arguments": {"a": 1, "b": 2}}]\n完成',
+        "好的。完成",
+        [("add", {"a": 1, "b": 2})],
+    ),
+    (  # v11+: one tag per call, name[ARGS]{arguments}
+        "mistral",
+        '[TOOL_CALLS]get_weather[ARGS]{"city": "北京", "unit": "celsius"}[TOOL_CALLS]add[ARGS]{"a": 1, "b": 2}',
+        "",
+        [("get_weather", WEATHER), ("add", {"a": 1, "b": 2})],
+    ),
+    ("mistral", '我来算。[TOOL_CALLS]add{"a": 1, "b": 2}', "我来算。", [("add", {"a": 1, "b": 2})]),
+    (  # v11+ with both special tokens dropped by the detokenizer
+        "mistral",
+        'get_weather{"city": "北京", "unit": "celsius"} add{"a": 1, "b": 2}',
+        "",
+        [("get_weather", WEATHER), ("add", {"a": 1, "b": 2})],
+    ),
+    ("mistral", "add 是加法。", "add 是加法。", []),
+    ("mistral", "[TOOL_CALLS]nope[ARGS]{}", "[TOOL_CALLS]nope[ARGS]{}", []),
+    ("mistral", '[TOOL_CALLS]add[ARGS]{"a": 1', '[TOOL_CALLS]add[ARGS]{"a": 1', []),
 ]
 
 

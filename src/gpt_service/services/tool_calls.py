@@ -2,7 +2,8 @@
 
 ``auto`` lets the model write freely in its own format, picked from its chat template (as
 vLLM's and Ollama's parsers do): Hermes/Qwen ``<tool_call>{...}</tool_call>``, Llama 3 JSON
-``{"name": ..., "parameters": {...}}`` and Mistral ``[TOOL_CALLS][{...}]``. ``required`` and
+``{"name": ..., "parameters": {...}}`` and Mistral ``[TOOL_CALLS][{...}]`` (before v11) or
+``[TOOL_CALLS]name[ARGS]{...}`` (v11+). ``required`` and
 a named function are generated under a grammar (see ``services/structured.py``), so their
 output is plain JSON: the arguments object, or an array of ``{"name", "arguments"}``.
 
@@ -19,7 +20,7 @@ from typing import Any, Literal
 
 ToolFormat = Literal["hermes", "llama3_json", "mistral"]
 HERMES_OPEN, HERMES_CLOSE = "<tool_call>", "</tool_call>"
-MISTRAL_TAG = "[TOOL_CALLS]"
+MISTRAL_TAG, MISTRAL_ARGS = "[TOOL_CALLS]", "[ARGS]"
 PYTHON_TAG = "<|python_tag|>"
 
 
@@ -189,8 +190,8 @@ class HermesParser(ToolParser):
 
 
 class WholeOutputParser(ToolParser):
-    """Formats where the output is either content or only calls (Llama 3 JSON, Mistral,
-    ``required``): decided by its first characters, parsed once complete."""
+    """Formats where the output is either content or only calls (Llama 3 JSON, ``required``):
+    decided by its first characters, parsed once complete."""
 
     def __init__(self, prefixes: tuple[str, ...], names: set[str] | None = None) -> None:
         super().__init__()
@@ -215,11 +216,88 @@ class WholeOutputParser(ToolParser):
 
     def finish(self) -> list[Event]:
         rest, self.buffer = self.buffer, ""
-        body = rest.lstrip()
-        for tag in (MISTRAL_TAG, PYTHON_TAG):
-            body = body.removeprefix(tag)
+        body = rest.lstrip().removeprefix(PYTHON_TAG)
         calls = _calls_in(body, self.names) if self.mode == "calls" else None
         return self._emit_calls(calls) if calls else _content(rest)
+
+
+class MistralParser(ToolParser):
+    """Content, then calls after ``[TOOL_CALLS]``, read as vLLM's ``mistral`` parser reads
+    them: a JSON array of ``{"name", "arguments"}`` (tokenizers before v11) or, per call,
+    ``name[ARGS]{...}`` / ``name{...}`` (v11+). The tag is a special token, which the engine's
+    detokenizer drops: an output that *starts* like a call (``[{``, or a tool's name then
+    ``{`` or ``[ARGS]``) is calls too. Content streams; the calls are parsed once complete."""
+
+    def __init__(self, names: set[str]) -> None:
+        super().__init__()
+        self.names = names
+        self.buffer = ""
+        self.mode: Literal["start", "content", "calls"] = "start"
+
+    def feed(self, text: str) -> list[Event]:
+        self.buffer += text
+        if self.mode == "start":
+            head = self.buffer.lstrip()
+            if _starts_call(head, self.names):
+                self.mode = "calls"
+            elif head and not _may_start_call(head, self.names):
+                self.mode = "content"
+        if self.mode != "content":
+            return []
+        at = self.buffer.find(MISTRAL_TAG)
+        if at >= 0:
+            self.mode = "calls"
+            head, self.buffer = self.buffer[:at], self.buffer[at:]
+            return _content(head)
+        keep = len(self.buffer) - _held_prefix(self.buffer, MISTRAL_TAG)
+        head, self.buffer = self.buffer[:keep], self.buffer[keep:]
+        return _content(head)
+
+    def finish(self) -> list[Event]:
+        rest, self.buffer = self.buffer, ""
+        parsed = _mistral_calls(rest, self.names) if self.mode == "calls" else None
+        if parsed is None:  # not valid calls: leave the text as the model wrote it
+            return _content(rest)
+        calls, tail = parsed
+        return self._emit_calls(calls) + _content(tail if tail.strip() else "")
+
+
+def _call_openings(names: set[str]) -> list[str]:
+    return [MISTRAL_TAG, "[{", *(n + "{" for n in names), *(n + MISTRAL_ARGS for n in names)]
+
+
+def _starts_call(head: str, names: set[str]) -> bool:
+    return any(head.startswith(o) for o in _call_openings(names))
+
+
+def _may_start_call(head: str, names: set[str]) -> bool:
+    return any(o.startswith(head) for o in _call_openings(names))
+
+
+def _mistral_calls(text: str, names: set[str]) -> tuple[list[tuple[str, str]], str] | None:
+    """The calls at the start of ``text`` (tags optional) and the text after them."""
+    decoder = json.JSONDecoder()
+    calls: list[tuple[str, str]] = []
+    rest = text.lstrip()
+    while _starts_call(rest, names):
+        rest = rest.removeprefix(MISTRAL_TAG).lstrip()
+        brace = 0 if rest.startswith("[") else rest.find("{")
+        if brace < 0:  # a name cut short (max_tokens)
+            return None
+        try:
+            value, end = decoder.raw_decode(rest, brace)
+        except ValueError:
+            return None
+        if rest.startswith("["):  # before v11: one array of {"name", "arguments"}
+            found = [_call(item, names) for item in value] if isinstance(value, list) else []
+        else:  # v11+: name[ARGS]{arguments}
+            name = rest[:brace].replace(MISTRAL_ARGS, "").strip()
+            found = [_call({"name": name, "arguments": value}, names)]
+        if not found or any(c is None for c in found):
+            return None
+        calls += found  # type: ignore[arg-type]
+        rest = rest[end:].lstrip()
+    return (calls, rest) if calls else None
 
 
 class NamedParser(ToolParser):
@@ -253,7 +331,7 @@ def make_parser(mode: str, fmt: ToolFormat, names: set[str], forced: str | None)
     if fmt == "hermes":
         return HermesParser(names)
     if fmt == "mistral":
-        return WholeOutputParser((MISTRAL_TAG, "[{"), names)
+        return MistralParser(names)
     return WholeOutputParser((PYTHON_TAG, "{"), names)
 
 
