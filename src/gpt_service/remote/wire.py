@@ -1,9 +1,15 @@
-"""Our prepared request and sampling as OpenAI-API bodies; their answers as engine types."""
+"""Our prepared request and sampling as OpenAI-API bodies; their answers as engine types.
+
+An upstream's structured ``tool_calls`` (vLLM, llama-server... parse their model's own format)
+become Hermes ``<tool_call>{"name", "arguments"}</tool_call>`` text after the content: the
+request's tool plan parses that format back into calls for every API dialect (``fmt`` is
+set to Hermes for a remote engine in ``services/preparation.py``).
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gpt_service.engine.types import (
@@ -13,6 +19,7 @@ from gpt_service.engine.types import (
     StreamDelta,
     TokenLogprob,
 )
+from gpt_service.services.tool_calls import HERMES_CLOSE, HERMES_OPEN
 
 
 @dataclass
@@ -101,6 +108,20 @@ def choice_text(choice: dict[str, Any]) -> str:
     return str(part.get("content") or "")
 
 
+def calls_text(calls: object) -> str:
+    """OpenAI ``tool_calls`` (arguments as JSON text) as Hermes-tagged text."""
+    parts = []
+    for call in calls if isinstance(calls, list) else []:
+        function = (call.get("function") if isinstance(call, dict) else None) or {}
+        body = {"name": function.get("name"), "arguments": function.get("arguments") or "{}"}
+        parts.append(f"{HERMES_OPEN}{json.dumps(body, ensure_ascii=False)}{HERMES_CLOSE}")
+    return "".join(parts)
+
+
+def _message_calls(choice: dict[str, Any]) -> object:
+    return (choice.get("message") or {}).get("tool_calls")
+
+
 def choice_logprobs(choice: dict[str, Any]) -> list[TokenLogprob]:
     """Chat (``content`` entries) or completions (parallel lists) logprobs as ours."""
     data = choice.get("logprobs")
@@ -133,7 +154,7 @@ def completion_of(data: dict[str, Any], seconds: float) -> Completion:
     choice = _choice(data)
     prompt_tokens, completion_tokens = usage_counts(data)
     return Completion(
-        text=choice_text(choice),
+        text=choice_text(choice) + calls_text(_message_calls(choice)),
         finish_reason=finish_reason(choice.get("finish_reason")) or "stop",
         prompt_tokens=prompt_tokens,
         completion_tokens=completion_tokens,
@@ -144,12 +165,15 @@ def completion_of(data: dict[str, Any], seconds: float) -> Completion:
 
 @dataclass
 class StreamState:
-    """Folds SSE chunks into our deltas: text as it comes, one final delta at the end."""
+    """Folds SSE chunks into our deltas: text as it comes, one final delta at the end.
+    Tool calls come in pieces (``delta.tool_calls``, by index): sent whole with the chunk
+    that carries the finish reason."""
 
     finish: FinishReason | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     chunks: int = 0
+    calls: dict[int, dict[str, Any]] = field(default_factory=dict)
 
     def delta(self, part: dict[str, Any]) -> StreamDelta | None:
         if part.get("usage"):
@@ -158,12 +182,27 @@ class StreamState:
         if not choice:
             return None
         self.finish = finish_reason(choice.get("finish_reason")) or self.finish
+        self._add_calls((choice.get("delta") or {}).get("tool_calls"))
         text = choice_text(choice)
+        if self.calls and choice.get("finish_reason"):
+            text += calls_text(list(self.calls.values()))
+            self.calls = {}
         logprobs = choice_logprobs(choice)
         if not text and not logprobs:
             return None
         self.chunks += 1
         return StreamDelta(text=text, logprobs=logprobs)
+
+    def _add_calls(self, pieces: object) -> None:
+        for piece in pieces if isinstance(pieces, list) else []:
+            if not isinstance(piece, dict):
+                continue
+            index = piece.get("index")
+            call = self.calls.setdefault(index if isinstance(index, int) else 0, {"function": {}})
+            function, more = call["function"], piece.get("function") or {}
+            if more.get("name"):
+                function["name"] = more["name"]
+            function["arguments"] = function.get("arguments", "") + (more.get("arguments") or "")
 
     def final(self) -> StreamDelta:
         if self.finish is None:

@@ -109,6 +109,9 @@ def render(job: GenerationJob, model: ServedModel) -> Any:
             messages, tools = prepare_messages(messages, job.tool_plan, template)
         elif job.tool_plan is not None:
             tools = job.tool_plan.template_tools()
+            # The upstream answers structured tool_calls; remote/wire.py writes them as
+            # Hermes <tool_call> text, which the plan's parser turns back into calls.
+            job.tool_plan.fmt = "hermes"
     request = model.prepare(prompt, messages, job.prompt_ids, tools)
     if job.context_ids and tokenizes_here(model):
         return [*job.context_ids, *request]
