@@ -21,15 +21,6 @@ PROMPTS = [
 ]
 
 
-@pytest.fixture
-async def llama(tiny_dir: Path) -> LoadedModel:
-    settings = Settings(data_dir=tiny_dir, _env_file=None)  # type: ignore[call-arg]
-    registry = ModelRegistry(settings)
-    await registry.load("tiny", "models/tiny-llama")
-    yield registry.get("tiny")
-    await registry.close()
-
-
 async def test_greedy_tokens_are_the_same_alone_and_in_a_ragged_batch(llama: LoadedModel):
     engine = llama.engine
     alone = [await engine.generate(llama.encode(p), GREEDY) for p in PROMPTS]

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
 
-from gpt_service.config import Settings
-from gpt_service.engine.registry import LoadedModel, ModelRegistry
+from gpt_service.engine.registry import LoadedModel
 from gpt_service.engine.types import Constraint, SamplingParams
 from gpt_service.errors import InvalidRequest
 
@@ -29,15 +27,6 @@ SCHEMA = {
     "required": ["名字", "scores", "inner"],
 }
 CONSTRAINT = Constraint.json_schema(SCHEMA)
-
-
-@pytest.fixture
-async def llama(tiny_dir: Path) -> LoadedModel:
-    settings = Settings(data_dir=tiny_dir, _env_file=None)  # type: ignore[call-arg]
-    registry = ModelRegistry(settings)
-    await registry.load("tiny", "models/tiny-llama")
-    yield registry.get("tiny")
-    await registry.close()
 
 
 async def test_json_is_complete_even_with_the_tightest_budget(llama: LoadedModel):
