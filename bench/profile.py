@@ -5,7 +5,11 @@ Three views of the same decode work, on the demo model (or ``--model-dir``):
 - ``inproc``: one stream through the engine in this process (no HTTP), tok/s;
 - ``http``: the service in a child process with 1 and with N streaming clients, tok/s, with
   ``py-spy`` (``pip install py-spy``) sampling the server: the top functions by own time and
-  the share of each thread (engine, event loop, compile) in ``<out>/*.txt``.
+  the share of each thread (engine, event loop, compile) in ``<out>/*.txt``;
+- ``--variant NAME:K=V,...`` (repeated): an A/B run instead, one server per variant (its
+  environment: ``PYTHONPATH=/other/checkout/src`` runs another version of the code) side by
+  side, one client (``--clients``), ``--rounds`` interleaved rounds, medians and ratios to the
+  first variant (and to llama.cpp one stream on the same weights with ``--peer``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import json
 import logging
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -31,16 +36,19 @@ from gpt_service.config import DEMO_MODEL_DIR
 logger = logging.getLogger("bench.profile")
 
 
-async def _inproc(model_dir: Path, prompts: list[str], new_tokens: int, compile_: bool) -> float:
+async def _inproc(
+    model_dir: Path, data_dir: Path, prompts: list[str], new_tokens: int, compile_: bool
+) -> float:
     """One stream through ``LoadedModel`` in this process (the engine thread + this loop)."""
     from gpt_service.config import Settings
-    from gpt_service.engine.registry import ModelRegistry
+    from gpt_service.engine import loader
+    from gpt_service.engine.loaded import load_local
     from gpt_service.engine.types import SamplingParams
 
-    settings = Settings(data_dir=Path("/tmp/gpt-service-profile"))
+    settings = Settings(data_dir=data_dir)
     settings.engine.compile = compile_
-    registry = ModelRegistry(settings)
-    model = await asyncio.to_thread(registry._load_blocking, "m", str(model_dir), None)
+    threads = loader.set_num_threads(settings.engine.num_threads)
+    model = await asyncio.to_thread(load_local, settings, "m", str(model_dir), None, threads)
     params = SamplingParams(temperature=0.0, max_tokens=new_tokens, ignore_eos=True)
     try:
         deadline = time.monotonic() + 600
@@ -126,6 +134,70 @@ def _http(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
     return figures
 
 
+def _variant(spec: str) -> tuple[str, dict[str, str]]:
+    """``name:K=V,K=V`` (or ``name`` alone: the defaults)."""
+    name, _, rest = spec.partition(":")
+    return name, dict(kv.split("=", 1) for kv in rest.split(",") if kv)  # type: ignore[misc]
+
+
+def _ab(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
+    """Servers of each ``--variant`` side by side, one client at a time, interleaved rounds
+    (the order rotates each round); medians, and each variant's ratio to the first (and to
+    llama.cpp one stream on the same weights with ``--peer``)."""
+    from bench import peers
+    from bench.run import _warm_compiled
+    from tests.server import start_servers
+
+    variants = [_variant(v) for v in args.variant]
+    base = {"GPT_SERVICE_ENGINE__COMPILE": "false" if args.no_compile else "true"}
+    base.update(kv.split("=", 1) for kv in args.env)  # type: ignore[misc]
+    extra: list[str] = []
+    if args.model_dir != DEMO_MODEL_DIR:
+        base["GPT_SERVICE_MODEL_DIRS"] = json.dumps([str(args.model_dir.parent)])
+        extra = ["--model", args.model_dir.name, "--model-path", str(args.model_dir)]
+    gguf = peers.to_gguf(args.model_dir, "f32") if args.peer else None
+    clients = args.clients[0]
+    per_client = max(2, 32 // clients)
+    runs: dict[str, list[Any]] = {name: [] for name, _ in [*variants, ("llama.cpp", {})]}
+    data_dir = Path(args.work_dir) / "data"
+    with start_servers(data_dir, *extra, envs=[{**base, **env} for _, env in variants]) as servers:
+        for server in servers:
+            _warm_compiled(server, prompts, [clients])
+        for r in range(args.rounds):
+            order = list(range(len(variants)))
+            order = order[r % len(order) :] + order[: r % len(order)]
+            for i in order:
+                result = asyncio.run(
+                    run_clients(servers[i].url, prompts, clients, per_client, args.new_tokens)
+                )
+                runs[variants[i][0]].append(result)
+            if gguf is not None:
+                runs["llama.cpp"].append(peers.one_stream_result(gguf, prompts, args.new_tokens))
+            logger.info(
+                "round %d: %s", r + 1, {k: round(v[-1].throughput, 1) for k, v in runs.items() if v}
+            )
+    figures: dict[str, Any] = {}
+    first = variants[0][0]
+    for name, results in runs.items():
+        if not results:
+            continue
+        tps = [x.throughput for x in results]
+        figures[f"{name} tok/s"] = round(statistics.median(tps), 1)
+        figures[f"{name} ITL p50 ms"] = round(
+            statistics.median(percentile(x.itls, 50) for x in results) * 1000, 3
+        )
+        figures[f"{name} TTFT p50 ms"] = round(
+            statistics.median(percentile(x.ttfts, 50) for x in results) * 1000, 2
+        )
+        for other in (first, "llama.cpp"):
+            if other != name and runs[other]:
+                ratios = [
+                    a.throughput / b.throughput for a, b in zip(results, runs[other], strict=True)
+                ]
+                figures[f"{name} / {other}"] = round(statistics.median(ratios), 3)
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model-dir", type=Path, default=DEMO_MODEL_DIR)
@@ -135,19 +207,35 @@ def main() -> None:
     parser.add_argument("--env", action="append", default=[], help="KEY=VALUE for the server")
     parser.add_argument("--no-inproc", action="store_true")
     parser.add_argument("--no-http", action="store_true")
+    parser.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        help="name:K=V,... server env of one side of an A/B run (repeat; runs only the A/B)",
+    )
+    parser.add_argument("--rounds", type=int, default=5, help="A/B rounds")
+    parser.add_argument("--peer", action="store_true", help="A/B: llama.cpp one stream too")
     parser.add_argument("--pyspy", action="store_true", help="sample the server with py-spy")
     parser.add_argument("--work-dir", default="/tmp/gpt-service-profile")
     parser.add_argument("--out", type=Path, default=Path("/tmp/gpt-service-profile/out"))
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if "OMP_WAIT_POLICY" not in os.environ:  # as ``gpt-service serve`` (before torch loads)
+        os.environ.setdefault("GOMP_SPINCOUNT", "100000")
+    os.environ.update(kv.split("=", 1) for kv in args.env)  # in-process too
     args.out.mkdir(parents=True, exist_ok=True)
     prompts = make_prompts(16)
     figures: dict[str, Any] = {}
+    if args.variant:
+        print(json.dumps(_ab(args, prompts), indent=1))
+        return
     if not args.no_http:
         figures.update(_http(args, prompts))
     if not args.no_inproc:
-        tps = asyncio.run(_inproc(args.model_dir, prompts, args.new_tokens, not args.no_compile))
+        data_dir = Path(args.work_dir) / "data"  # the server's: its inductor cache
+        inproc = _inproc(args.model_dir, data_dir, prompts, args.new_tokens, not args.no_compile)
+        tps = asyncio.run(inproc)
         figures["in-process 1 stream tok/s"] = round(tps, 1)
     print(json.dumps(figures, indent=1))
 

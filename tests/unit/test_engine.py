@@ -65,6 +65,20 @@ async def test_cancelled_stream_leaves_the_batch_and_frees_its_cache(llama: Load
     assert engine.runner.num_rows == 0 and engine.runner.cache is None
 
 
+async def test_a_finished_stream_is_answered_while_others_keep_decoding(llama: LoadedModel):
+    # A step's deltas are handed over right before the next forward pass (not after the step):
+    # the last ones of a sequence that ends must still go out while the batch runs on.
+    engine = llama.engine
+    long_params = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)
+    other = asyncio.create_task(engine.generate(llama.encode("机器学习"), long_params))
+    while engine.stats.num_generated_tokens < 4:
+        await asyncio.sleep(0.005)
+    short = await engine.generate(llama.encode("hello"), GREEDY)
+    assert short.completion_tokens == 24 and short.finish_reason == "length"
+    assert not other.done()  # answered mid-batch, not when the engine went idle
+    assert (await other).completion_tokens == 200
+
+
 async def test_backpressure_rejects_past_the_waiting_queue(tiny_dir: Path):
     settings = Settings(data_dir=tiny_dir, _env_file=None)  # type: ignore[call-arg]
     settings.engine.max_waiting = 2

@@ -118,6 +118,9 @@ class ModelRunner:
         self._inspect_forward(model)
         self.compiled: CompiledDecode | None = None
         self.max_slots = max_slots
+        # Called on the engine thread right before each forward pass (the engine hands over
+        # the last step's tokens there, so their delivery overlaps the pass, see engine.py).
+        self.before_forward: Callable[[], None] | None = None
         if compile_decode:
             self.enable_compile(self.threads_for, max_slots)
 
@@ -234,6 +237,8 @@ class ModelRunner:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         cache = DynamicCache(config=self.model.config)
         adapters = [s.adapter or BASE_ADAPTER for s in seqs]
+        if self.before_forward is not None:
+            self.before_forward()
         logits = self._forward(
             adapters, cache, input_ids=ids, attention_mask=mask, position_ids=positions
         )
@@ -252,6 +257,8 @@ class ModelRunner:
             self._last[self.slot_of[seq.seq_id]] = seq.last_token
         ids = torch.tensor(self._last, device=self.device).unsqueeze(1)  # (S, 1)
         self.mask[:, self.end] = True  # free slots attend to their own token only
+        if self.before_forward is not None:
+            self.before_forward()
         if self._can_run_compiled():
             layers = self.cache.layers
             logits = self.compiled.run(  # type: ignore[union-attr]
