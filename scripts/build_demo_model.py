@@ -52,6 +52,7 @@ from transformers import (  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import demo_corpus  # noqa: E402
+import demo_lora_tasks  # noqa: E402
 import demo_tasks  # noqa: E402
 
 logger = logging.getLogger("build_demo_model")
@@ -305,7 +306,7 @@ arbitrary characters. LoRA teaches it new tasks over sentences like those of its
 - Training data: `scripts/demo_corpus.py` and `scripts/demo_tasks.py` (templates, hand-written
   facts and character tasks, seed {seed}; every level-1 character is seen in context at least
   {min_seen} times). Topic pairs appear as raw text `question\\nanswer<|endoftext|>` and as a
-  chat conversation, task pairs as one of the two. The two LoRA demo tasks of `demo_data/`
+  chat conversation, task pairs as one of the two. The LoRA demo tasks of `demo_data/`
   are kept out of it (the build checks it).
 - Training: {epochs} epochs, AdamW lr {lr}, batch {batch}, final loss {loss:.3f}, about
   {minutes:.1f} min on {threads} CPU threads. Weights are float32 safetensors.
@@ -336,7 +337,7 @@ def main() -> None:
     random.seed(args.seed)
 
     pairs = demo_corpus.build_corpus(args.seed)
-    demo_corpus.write_demo_data(args.data_out, args.seed)
+    demo_lora_tasks.write_demo_data(args.data_out, args.seed)
     tokenizer = train_tokenizer(
         [f"{qa.question}\n{qa.answer}" for qa in pairs], single_token_chars()
     )

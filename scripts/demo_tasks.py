@@ -4,7 +4,7 @@ Part of the demo model's corpus (see ``demo_corpus.py``): copy, reverse, reorder
 prefix/suffix, join/split, translate word lists, digit mapping and answer templates. Inputs are
 cut from shuffled passes over the GB 2312 level-1 characters, so every one of the 3,755
 characters appears in context (in the input and usually in the answer) a fixed number of times.
-The two bundled LoRA demo tasks (``demo_corpus.py``) are deliberately absent from this corpus.
+The LoRA demo tasks (``demo_lora_tasks.py``) are deliberately absent from this corpus.
 """
 
 from __future__ import annotations
