@@ -74,7 +74,7 @@ def follow(manager: EvaluationManager, eval_id: str, console: Console) -> asynci
         with Progress(*columns, console=console) as bar:
             task = bar.add_task("queued", total=None)
             while True:
-                record = manager.get(eval_id)
+                record = await manager.get(eval_id)
                 progress = record.progress
                 phase = progress.phase or record.status.value
                 done = progress.perplexity_done if phase == "perplexity" else progress.samples_done
@@ -141,7 +141,7 @@ async def _evaluate(
         record = await manager.submit(request.model_copy(update={"model_name": name}))
         console.print(f"evaluation {record.id} of {name}")
         await follow(manager, record.id, console)
-        return manager.get(record.id)
+        return await manager.get(record.id)
     finally:
         await manager.stop()
         await leases.stop()
