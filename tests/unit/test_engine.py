@@ -37,6 +37,29 @@ async def test_greedy_tokens_are_the_same_alone_and_in_a_ragged_batch(llama: Loa
     assert max(engine.stats.step_batch_sizes) > 1  # they really shared forward passes
 
 
+async def test_a_prefill_budget_spreads_joiners_over_steps_with_the_same_tokens(
+    llama: LoadedModel,
+):
+    """With a budget of one joiner per step, a burst joins over several steps (rows decode in
+    between) and every sequence still gets its solo greedy tokens."""
+    engine = llama.engine
+    alone = [await engine.generate(llama.encode(p), GREEDY) for p in PROMPTS]
+    prefills: list[int] = []
+    run = engine.runner.run
+
+    def recording(seqs, is_prefill):
+        if is_prefill:
+            prefills.append(len(seqs))
+        return run(seqs, is_prefill)
+
+    engine.runner.run = recording  # type: ignore[method-assign]
+    engine.scheduler.max_prefill_tokens = 1
+    together = await asyncio.gather(*(engine.generate(llama.encode(p), GREEDY) for p in PROMPTS))
+    assert [a.token_ids for a in alone] == [b.token_ids for b in together]
+    assert prefills == [1] * len(PROMPTS)
+    assert max(engine.stats.step_batch_sizes) > 1
+
+
 async def test_cancelled_stream_leaves_the_batch_and_frees_its_cache(llama: LoadedModel):
     engine = llama.engine
     long_params = SamplingParams(max_tokens=200, temperature=0.0, ignore_eos=True)

@@ -42,3 +42,12 @@ def test_cancelled_sequences_leave_waiting_and_running():
     plan = sched.schedule()
     assert set(plan.cancelled) == {a, b}
     assert not sched.has_work and plan.prefill == []
+
+
+def test_prefill_budget_counts_the_padded_batch_the_prefill_computes():
+    sched = Scheduler(max_running=8, max_prefill_tokens=20)
+    a, b, c = _seq(9), _seq(2), _seq(3)
+    for s in (a, b, c):
+        sched.add(s)
+    assert sched.schedule().prefill == [a, b]  # 2 rows x 9 columns; a third row makes 27
+    assert sched.schedule().prefill == [c]

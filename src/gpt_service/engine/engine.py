@@ -69,7 +69,8 @@ class Engine:
         )
         vocab = getattr(model.config, "vocab_size", None) or len(tokenizer)
         self.grammars = GrammarCompiler(tokenizer, vocab)  # structured output (llguidance)
-        self.scheduler = Scheduler(max_running, max_prefill_tokens)
+        budget = min(max_prefill_tokens, self.runner.prefill_token_budget())
+        self.scheduler = Scheduler(max_running, budget)
         self.stats = EngineStats()
         self.on_step = on_step
         self._inbox: queue.SimpleQueue[Sequence] = queue.SimpleQueue()

@@ -42,6 +42,11 @@ CHUNK = 64  # spare columns allocated at a time
 # and 1.15 ms on 1 in isolation, yet over HTTP 2 threads gave 272 tok/s and 1 thread 546 (the
 # event loop and the clients need the other core).
 PARALLEL_FLOPS = 60e6
+# One step prefills joiners up to this much work (2 x parameters x padded prompt tokens; the
+# first joiner always goes), so running rows wait about one decode step for newcomers, and a
+# burst of arrivals is spread over steps: the first ones get their first token early and the
+# rows do not all finish (and come back) in the same step.
+PREFILL_STEP_FLOPS = 8e9
 
 
 class SlotLayer(CacheLayerMixin):
@@ -143,6 +148,10 @@ class ModelRunner:
         a second thread and would take the core the event loop needs)."""
         big = self._flops_per_token * tokens >= PARALLEL_FLOPS
         return self.max_threads if big else 1
+
+    def prefill_token_budget(self) -> int:
+        """Padded prompt tokens one step prefills at most (see ``PREFILL_STEP_FLOPS``)."""
+        return max(1, int(PREFILL_STEP_FLOPS // self._flops_per_token))
 
     def use_threads(self, tokens: int) -> None:
         """Set this thread's torch threads for a forward over ``tokens`` tokens."""

@@ -1,8 +1,8 @@
 """Admission and batching decisions (pure Python, no torch).
 
 Every step, waiting sequences join the running batch (after a prefill) while the running
-cap and the per-step prefill token budget allow; then all running sequences decode one
-token together.
+cap and the per-step prefill token budget allow (counted as the padded batch the prefill
+computes: joiners x the longest prompt); then all running sequences decode one token together.
 """
 
 from __future__ import annotations
@@ -50,16 +50,16 @@ class Scheduler:
         if plan.cancelled:
             self.running = [s for s in self.running if not s.is_cancelled]
             self.waiting = deque(s for s in self.waiting if not s.is_cancelled)
-        budget = self.max_prefill_tokens
+        width = 0  # the joiners are prefilled as one batch padded to the longest
         while self.waiting and len(self.running) + len(plan.prefill) < self.max_running:
-            cost = self.waiting[0].num_prompt_tokens
+            longest = max(width, self.waiting[0].num_tokens)
             # The first joiner is always admitted, so a prompt over the budget cannot starve.
-            if plan.prefill and cost > budget:
+            if plan.prefill and longest * (len(plan.prefill) + 1) > self.max_prefill_tokens:
                 break
             seq = self.waiting.popleft()
             seq.status = SeqStatus.RUNNING
             plan.prefill.append(seq)
-            budget -= cost
+            width = longest
         self.running.extend(plan.prefill)
         return plan
 
