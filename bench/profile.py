@@ -99,16 +99,22 @@ def summarize(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def _http(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
-    from bench.run import _warm_compiled
-    from tests.server import start_server
-
+def _server_env(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
+    """The served model's environment (compile switch, ``--env``) and ``serve`` arguments."""
     env = {"GPT_SERVICE_ENGINE__COMPILE": "false" if args.no_compile else "true"}
     env.update(kv.split("=", 1) for kv in args.env)  # type: ignore[misc]
     extra: list[str] = []
     if args.model_dir != DEMO_MODEL_DIR:
         env["GPT_SERVICE_MODEL_DIRS"] = json.dumps([str(args.model_dir.parent)])
         extra = ["--model", args.model_dir.name, "--model-path", str(args.model_dir)]
+    return env, extra
+
+
+def _http(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
+    from bench.run import _warm_compiled
+    from tests.server import start_server
+
+    env, extra = _server_env(args)
     figures: dict[str, Any] = {}
     with start_server(Path(args.work_dir) / "data", *extra, env=env) as server:
         _warm_compiled(server, prompts, args.clients)
@@ -149,12 +155,7 @@ def _ab(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
     from tests.server import start_servers
 
     variants = [_variant(v) for v in args.variant]
-    base = {"GPT_SERVICE_ENGINE__COMPILE": "false" if args.no_compile else "true"}
-    base.update(kv.split("=", 1) for kv in args.env)  # type: ignore[misc]
-    extra: list[str] = []
-    if args.model_dir != DEMO_MODEL_DIR:
-        base["GPT_SERVICE_MODEL_DIRS"] = json.dumps([str(args.model_dir.parent)])
-        extra = ["--model", args.model_dir.name, "--model-path", str(args.model_dir)]
+    base, extra = _server_env(args)
     gguf = peers.to_gguf(args.model_dir, "f32") if args.peer else None
     clients = args.clients[0]
     per_client = max(2, 32 // clients)
