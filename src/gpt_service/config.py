@@ -13,6 +13,9 @@ from pydantic import BaseModel, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict, SettingsError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# Set by `gpt-service serve` when it chose the OpenMP wait policy itself (training workers then
+# run PASSIVE instead of inheriting the server's spinning).
+SERVER_OMP_MARK = "GPTS_SERVER_OMP_DEFAULTS"
 DEMO_MODEL_DIR = PACKAGE_DIR / "demo_model"
 DEMO_DATA_DIR = PACKAGE_DIR / "demo_data"
 DEMO_MODEL_NAME = "demo"

@@ -14,7 +14,7 @@ import sys
 from collections import deque
 from pathlib import Path
 
-from gpt_service.config import Settings
+from gpt_service.config import SERVER_OMP_MARK, Settings
 from gpt_service.store.jobs import JobStore
 from gpt_service.store.records import JobStatus, now_iso
 from gpt_service.training.config import TRAIN, TrainJob
@@ -62,6 +62,9 @@ def rendezvous_endpoint(settings: Settings) -> str:
 def worker_env(settings: Settings, num_processes: int) -> dict[str, str]:
     env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     env["GPT_SERVICE_DATABASE_URL"] = settings.store_url  # not in argv: it may hold a password
+    if env.pop(SERVER_OMP_MARK, None):  # the server's own ACTIVE policy is not for workers
+        env["OMP_WAIT_POLICY"] = "PASSIVE"
+        env.pop("GOMP_SPINCOUNT", None)
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # see cli.main: no spinning next to the server
     env["OMP_NUM_THREADS"] = str(num_threads(settings, num_processes))
     return env
