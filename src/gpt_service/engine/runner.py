@@ -35,13 +35,11 @@ logger = logging.getLogger(__name__)
 BASE_ADAPTER = "__base__"  # PEFT's name for "no adapter" in mixed-adapter batches
 CHUNK = 64  # spare columns allocated at a time
 # Forwards of at least this much work (2 x parameters x tokens, in FLOPs) use every intra-op
-# thread, smaller ones one (which leaves the other core to the event loop). Measured on 2 cores:
-# demo model (4.9M parameters), a 2nd thread made decode 18% faster at 8 rows (78 MFLOP) and
-# nothing at 4 (39 MFLOP), prefill 25% faster at ~60 tokens; one row of a 76M model (150 MFLOP,
-# weight-bound) runs faster on both cores. A 1-slot compiled demo step is 0.76 ms on 2 threads
-# and 1.15 ms on 1 in isolation, yet over HTTP 2 threads gave 272 tok/s and 1 thread 546 (the
-# event loop and the clients need the other core).
-PARALLEL_FLOPS = 60e6
+# thread, smaller ones one. With the server's OpenMP spin (cli.main) a second thread pays off
+# from a single row of the 5.9M demo model (12 MFLOP) on: over HTTP, one stream, 2 cores,
+# 791 vs 658 tok/s (ITL 1.03 vs 1.35 ms; before that spin, threads slept between kernels and
+# 1 thread won). Only tiny models (the tests' ~0.1M) stay on one thread.
+PARALLEL_FLOPS = 5e6
 # One step prefills joiners up to this much work (2 x parameters x padded prompt tokens; the
 # first joiner always goes), so running rows wait about one decode step for newcomers, and a
 # burst of arrivals is spread over steps: the first ones get their first token early and the
