@@ -5,8 +5,9 @@ One reproducible command, CPU only, no network (HF_HUB_OFFLINE is forced)::
     python scripts/build_demo_model.py [--out DIR] [--data-out DIR]
 
 Steps: generate the corpus (``demo_corpus.py`` + ``demo_tasks.py``), train a byte-level BPE
-tokenizer that holds every GB 2312 level-1 character as one token, pretrain a randomly
-initialised ~6M parameter ``Qwen2ForCausalLM`` on the Q/A pairs in raw form
+tokenizer that holds every GB 2312 level-1 character as one token, teach a randomly
+initialised ~6M parameter ``Qwen2ForCausalLM`` to copy random characters (``demo_copy.py``),
+pretrain it on the Q/A pairs (plus fresh copy tasks each epoch) in raw form
 (``Q\\nA<|endoftext|>``) and chat-template form, save it with ``save_pretrained`` and write the
 LoRA demo datasets (``demo_data/``).
 """
@@ -51,6 +52,7 @@ from transformers import (  # noqa: E402
 )
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import demo_copy  # noqa: E402
 import demo_corpus  # noqa: E402
 import demo_lora_tasks  # noqa: E402
 import demo_tasks  # noqa: E402
@@ -167,6 +169,9 @@ class Doc(NamedTuple):
     masked: int  # leading tokens without loss (the prompt of a task pair)
 
 
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 def _doc(tokenizer: PreTrainedTokenizerFast, text: str, prompt: str | None) -> Doc:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     if prompt is None:
@@ -203,9 +208,7 @@ def build_documents(
     return docs
 
 
-def make_batches(
-    docs: list[Doc], batch_size: int, pad_id: int, rng: random.Random
-) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+def make_batches(docs: list[Doc], batch_size: int, pad_id: int, rng: random.Random) -> list[Batch]:
     """Shuffle, bucket by length (little padding), right-pad; labels are -100 on padding and
     on masked prompts."""
     order = list(range(len(docs)))
@@ -215,32 +218,97 @@ def make_batches(
     for start in range(0, len(order), chunk):
         group = sorted(order[start : start + chunk], key=lambda i: len(docs[i].ids))
         for b in range(0, len(group), batch_size):
-            seqs = [docs[i] for i in group[b : b + batch_size]]
-            width = max(len(s.ids) for s in seqs)
-            ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-            mask = torch.zeros((len(seqs), width), dtype=torch.long)
-            labels = torch.full((len(seqs), width), -100, dtype=torch.long)
-            for row, seq in enumerate(seqs):
-                ids[row, : len(seq.ids)] = torch.tensor(seq.ids)
-                mask[row, : len(seq.ids)] = 1
-                labels[row, seq.masked : len(seq.ids)] = ids[row, seq.masked : len(seq.ids)]
-            batches.append((ids, mask, labels))
+            batches.append(pad_batch([docs[i] for i in group[b : b + batch_size]], pad_id))
     rng.shuffle(batches)
     return batches
 
 
+def pad_batch(seqs: list[Doc], pad_id: int) -> Batch:
+    """Right-pad; labels are -100 on padding and on masked prompts."""
+    width = max(len(s.ids) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    labels = torch.full((len(seqs), width), -100, dtype=torch.long)
+    for row, seq in enumerate(seqs):
+        ids[row, : len(seq.ids)] = torch.tensor(seq.ids)
+        mask[row, : len(seq.ids)] = 1
+        labels[row, seq.masked : len(seq.ids)] = ids[row, seq.masked : len(seq.ids)]
+    return ids, mask, labels
+
+
+def train_step(
+    model: Qwen2ForCausalLM,
+    opt: torch.optim.Optimizer,
+    sched: torch.optim.lr_scheduler.LRScheduler,
+    batch: Batch,
+) -> float:
+    ids, mask, labels = batch
+    loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+    opt.zero_grad(set_to_none=True)
+    return loss.item()
+
+
+def chat_doc(tokenizer: PreTrainedTokenizerFast, question: str, answer: str) -> Doc:
+    """A one-turn chat conversation that learns the answer only."""
+    user = [{"role": "user", "content": question}]
+    text = tokenizer.apply_chat_template(
+        [*user, {"role": "assistant", "content": answer}], tokenize=False
+    )
+    prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+    return _doc(tokenizer, text, prompt)
+
+
+def copy_warmup(
+    model: Qwen2ForCausalLM,
+    tokenizer: PreTrainedTokenizerFast,
+    pad_id: int,
+    args: argparse.Namespace,
+) -> float:
+    """Before pretraining: copy strings of random characters, lengths widened step by step
+    (``demo_copy``); AdamW at a constant lr after 100 warm-up steps, no weight decay on
+    embeddings and norms."""
+    params = dict(model.named_parameters())
+    plain = [n for n in params if "embed" in n or "norm" in n]
+    groups = [
+        {"params": [p for n, p in params.items() if n not in plain], "weight_decay": 0.01},
+        {"params": [params[n] for n in plain], "weight_decay": 0.0},
+    ]
+    opt = torch.optim.AdamW(groups, lr=args.warmup_lr, betas=(0.9, 0.98))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100))
+    model.train()
+    t0, losses, last = time.perf_counter(), [], float("nan")
+    batches = demo_copy.warmup_strings(args.seed, args.warmup_steps, args.warmup_batch)
+    for step, strings in enumerate(batches, 1):
+        docs = [chat_doc(tokenizer, demo_copy.WARMUP_PROMPT + s, s) for s in strings]
+        losses.append(train_step(model, opt, sched, pad_batch(docs, pad_id)))
+        if step % 250 == 0 or step == len(batches):
+            logger.info(
+                "copy warm-up step %d/%d loss %.4f (%.1fs)",
+                step,
+                len(batches),
+                sum(losses) / len(losses),
+                time.perf_counter() - t0,
+            )
+            last, losses = sum(losses) / len(losses), []
+    return last
+
+
 def pretrain(
     model: Qwen2ForCausalLM,
-    docs: list[Doc],
+    epoch_docs: list[list[Doc]],
     pad_id: int,
-    epochs: int,
     batch_size: int,
     lr: float,
     seed: int,
 ) -> float:
+    """AdamW with warm-up and a cosine decay to 10%; epoch ``e`` trains on ``epoch_docs[e]``."""
     rng = random.Random(seed)
-    steps_per_epoch = math.ceil(len(docs) / batch_size)
-    total, warmup = steps_per_epoch * epochs, 50
+    epochs = len(epoch_docs)
+    total, warmup = sum(math.ceil(len(d) / batch_size) for d in epoch_docs), 50
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01, betas=(0.9, 0.98))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
@@ -251,16 +319,10 @@ def pretrain(
     )
     model.train()
     loss_value = float("nan")
-    for epoch in range(epochs):
+    for epoch, docs in enumerate(epoch_docs):
         t0, losses = time.perf_counter(), []
-        for ids, mask, labels in make_batches(docs, batch_size, pad_id, rng):
-            loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            opt.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+        for batch in make_batches(docs, batch_size, pad_id, rng):
+            losses.append(train_step(model, opt, sched, batch))
         loss_value = sum(losses) / len(losses)
         logger.info(
             "epoch %d/%d loss %.4f (%.1fs)", epoch + 1, epochs, loss_value, time.perf_counter() - t0
@@ -291,9 +353,10 @@ English question/answer topics (greetings, AI, machine learning, Python, poems, 
 "repeat after me" copying of short sentences; it has also seen small instruction tasks over
 every common Chinese character (copy, reverse, reorder, wrap, add a prefix/suffix/punctuation,
 join/split, translate word lists, digits <-> Chinese numerals, answer templates), which give
-each character context, but at this size and training budget it does not perform them on
-arbitrary characters. LoRA teaches it new tasks over sentences like those of its corpus
-(`demo_data/`). It is not useful for anything else.
+each character context. Before pretraining it learns to copy strings of random common
+characters ({warmup_steps} steps of 1-16 characters, `scripts/demo_copy.py`),
+and every epoch adds {copies} fresh copy tasks, so it can repeat characters it knows from no
+sentence; LoRA teaches it new tasks (`demo_data/`). It is not useful for anything else.
 
 - Tokenizer: byte-level BPE (`tokenizers`) with the Qwen2 pre-tokenizer and NFC normaliser
   (transformers 5 rebuilds it as `Qwen2Tokenizer`; 4.x reads `tokenizer.json`: same ids), so
@@ -308,7 +371,8 @@ arbitrary characters. LoRA teaches it new tasks over sentences like those of its
   {min_seen} times). Topic pairs appear as raw text `question\\nanswer<|endoftext|>` and as a
   chat conversation, task pairs as one of the two. The LoRA demo tasks of `demo_data/`
   are kept out of it (the build checks it).
-- Training: {epochs} epochs, AdamW lr {lr}, batch {batch}, final loss {loss:.3f}, about
+- Training: copy warm-up (AdamW lr {warmup_lr}, batch {warmup_batch}, final loss
+  {warmup_loss:.3f}), then {epochs} epochs, AdamW lr {lr}, batch {batch}, final loss {loss:.3f}, about
   {minutes:.1f} min on {threads} CPU threads. Weights are float32 safetensors.
 - Generation stops at `<|im_end|>` or `<|endoftext|>` (see `generation_config.json`).
 
@@ -327,7 +391,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=demo_corpus.SEED)
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=3e-3)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--warmup-steps", type=int, default=800, help="copy warm-up steps")
+    parser.add_argument("--warmup-batch", type=int, default=32)
+    parser.add_argument("--warmup-lr", type=float, default=1e-3)
+    parser.add_argument("--copy-per-epoch", type=int, default=3000, help="fresh copy pairs")
     parser.add_argument("--limit-docs", type=int, default=0, help="smoke runs only: train on N")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -372,7 +440,13 @@ def main() -> None:
     model = Qwen2ForCausalLM(config)
     params = sum(p.numel() for p in model.parameters())
     logger.info("model: %d parameters", params)
-    loss = pretrain(model, docs, eot_id, args.epochs, args.batch_size, args.lr, args.seed)
+    warmup_loss = copy_warmup(model, tokenizer, eot_id, args)
+    epoch_docs = []
+    for epoch in range(args.epochs):
+        copies = demo_copy.copy_pairs(args.seed, epoch, args.copy_per_epoch)
+        demo_corpus.check_held_out(copies)
+        epoch_docs.append(docs + [chat_doc(tokenizer, qa.question, qa.answer) for qa in copies])
+    loss = pretrain(model, epoch_docs, eot_id, args.batch_size, args.lr, args.seed)
 
     model.generation_config = GenerationConfig(
         bos_token_id=eot_id, eos_token_id=[im_end_id, eot_id], pad_token_id=eot_id, do_sample=False
@@ -397,6 +471,11 @@ def main() -> None:
             loss=loss,
             min_seen=MIN_SEEN,
             minutes=minutes,
+            warmup_steps=args.warmup_steps,
+            warmup_lr=args.warmup_lr,
+            warmup_batch=args.warmup_batch,
+            warmup_loss=warmup_loss,
+            copies=args.copy_per_epoch,
             threads=torch.get_num_threads(),
         ),
         encoding="utf-8",

@@ -76,8 +76,9 @@ pretraining ones.
 What a user tries first: instruction `{tag_instr}`, 2-4 space-separated "words" of 1-3 random
 common characters (GB 2312 level 1; no sentence or word of the corpus), each tagged with `#`,
 e.g. `{tag_in}` -> `{tag_out}`. The corpus never puts a mark in front of each word and has no
-`#` at all. The bundled model does not learn this task yet (held-out exact match 0% before and
-after a LoRA job at the API defaults): it cannot copy characters it knows from no sentence.
+`#` at all. The base model scores 0% on it; it has learned to copy random characters in its
+build (`scripts/demo_copy.py`), so a LoRA job at the API defaults lifts held-out exact match to
+about 78%.
 
 Prompt format used for training/evaluation: the chat template applied to one user message
 `instruction + "\\n" + input` with `add_generation_prompt=True`; target = `output` + `<|im_end|>`.

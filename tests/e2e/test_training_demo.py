@@ -3,8 +3,10 @@
 With the default hyperparameters, ``POST /train`` must lift greedy exact match on the held-out
 split by at least 50 points over the base model: 喵语复述 (``train.jsonl``/``test.jsonl``,
 measured here over ``/chat``: the chat template, as in training, all requests at once so the
-engine batches them), and the note task (``note_*.jsonl``, absent from the model's
-pretraining; measured with ``POST /evaluate`` of ``demo`` and ``demo:note``).
+engine batches them), and the note and tag tasks (``note_*.jsonl``: a sentence into a
+template; ``tag_*.jsonl``: ``#`` before each word of random characters, which needs the copying
+the build teaches), both absent from the model's pretraining; measured with ``POST /evaluate``
+of ``demo`` and ``demo:<task>``.
 """
 
 from __future__ import annotations
@@ -106,16 +108,20 @@ def test_default_training_teaches_the_demo_task(demo_server: RunningServer) -> N
     assert tuned - base >= 50.0, (base, tuned)
 
 
+@pytest.mark.parametrize("task", ["note", "tag"])
 def test_default_training_teaches_a_task_absent_from_pretraining(
-    demo_server: RunningServer,
+    demo_server: RunningServer, task: str
 ) -> None:
-    base = evaluate_exact_match(demo_server.url, "demo", "note_test.jsonl")
-    status, elapsed = train_with_defaults(demo_server.url, "note_train.jsonl", "models/lora/note")
+    base = evaluate_exact_match(demo_server.url, "demo", f"{task}_test.jsonl")
+    status, elapsed = train_with_defaults(
+        demo_server.url, f"{task}_train.jsonl", f"models/lora/{task}"
+    )
     served = status["result"]["served_as"]
-    assert served == "demo:note"
-    tuned = evaluate_exact_match(demo_server.url, served, "note_test.jsonl")
+    assert served == f"demo:{task}"
+    tuned = evaluate_exact_match(demo_server.url, served, f"{task}_test.jsonl")
     logger.warning(
-        "note task: job %.0fs (train_runtime %.0fs), exact match %.1f -> %.1f",
+        "%s task: job %.0fs (train_runtime %.0fs), exact match %.1f -> %.1f",
+        task,
         elapsed,
         status["result"]["train_runtime"],
         base,

@@ -52,3 +52,33 @@ def test_chinese_text_round_trips_with_one_token_per_common_character(tokenizer)
     ids = tokenizer.encode(text, add_special_tokens=False)
     assert len(ids) == len(text)
     assert tokenizer.decode(ids) == text
+
+
+def test_the_model_copies_random_common_characters_it_knows_from_no_sentence(tokenizer) -> None:
+    """What a user's own task (tag these words, wrap these names) builds on: greedy copies of
+    random level-1 strings of 1-8 characters (the build's copy warm-up uses other strings)."""
+    import random
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(DEMO_MODEL_DIR).eval()
+    rng, chars = random.Random(2026), gb2312_level1()
+    strings = ["".join(rng.choices(chars, k=rng.randint(1, 8))) for _ in range(30)]
+    prompts = [
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": f"请重复：\n{s}"}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for s in strings
+    ]
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=12, do_sample=False)
+    answers = tokenizer.batch_decode(
+        out[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
+    )
+    copied = sum(a.strip() == s for a, s in zip(answers, strings, strict=True))
+    assert copied >= 24, list(zip(strings, answers, strict=True))
