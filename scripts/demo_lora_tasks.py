@@ -78,7 +78,7 @@ common characters (GB 2312 level 1; no sentence or word of the corpus), each tag
 e.g. `{tag_in}` -> `{tag_out}`. The corpus never puts a mark in front of each word and has no
 `#` at all. The base model scores 0% on it; it has learned to copy random characters in its
 build (`scripts/demo_copy.py`), so a LoRA job at the API defaults lifts held-out exact match to
-about 78%.
+72-78% (three runs).
 
 Prompt format used for training/evaluation: the chat template applied to one user message
 `instruction + "\\n" + input` with `add_generation_prompt=True`; target = `output` + `<|im_end|>`.
