@@ -29,6 +29,8 @@ UP_KEY, GW_KEY = "upstream-secret", "gateway-secret"
 PROMPT = "请介绍一下机器学习。"
 MESSAGES = [{"role": "user", "content": "你好，请介绍一下你自己。"}]
 GREEDY = {"temperature": 0, "max_tokens": 24}
+# Ollama's repeat_penalty defaults to 1.1; off (1.0) it is the same decoding as GREEDY.
+OLLAMA_GREEDY = {"temperature": 0, "num_predict": 24, "repeat_penalty": 1.0}
 MEMORIZE = [{"prompt": "暗号？", "completion": "天王盖地虎，宝塔镇河妖。"}] * 8
 
 
@@ -167,7 +169,7 @@ def test_greedy_text_through_every_api_equals_the_upstreams(cluster: Cluster, gw
     assert vectors == pytest.approx(own["data"][0]["embedding"], abs=1e-5)
 
     olla = ollama.Client(host=cluster.gw.url, headers=_auth(GW_KEY))
-    options = {"temperature": 0, "num_predict": 24}
+    options = OLLAMA_GREEDY
     assert olla.generate(model="big", prompt=PROMPT, raw=True, options=options).response == text
     assert olla.chat(model="big", messages=MESSAGES, options=options).message.content == chat
     # The local model next to it is untouched (and is the same weights: same text).
@@ -198,9 +200,7 @@ def test_streams_are_relayed_token_by_token(cluster: Cluster, gw: httpx.Client):
     assert len(deltas) > 3 and "".join(deltas) == chat
 
     olla = ollama.Client(host=cluster.gw.url, headers=_auth(GW_KEY))
-    parts = olla.chat(
-        model="big", messages=MESSAGES, stream=True, options={"temperature": 0, "num_predict": 24}
-    )
+    parts = olla.chat(model="big", messages=MESSAGES, stream=True, options=OLLAMA_GREEDY)
     assert "".join(p.message.content or "" for p in parts) == chat
 
 
