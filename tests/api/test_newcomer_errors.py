@@ -5,15 +5,15 @@ shown by /health at once."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
 import pytest
 
 from gpt_service.config import DEMO_DATA_DIR
+from tests import fake_upstream
 from tests.conftest import app_client, make_settings
 
 ROWS = [{"input": "你好", "expected": "你好"}, {"input": "hi", "expected": "hi"}]
@@ -68,44 +68,29 @@ async def test_an_unknown_model_lists_the_loaded_ones_and_how_to_load_one(
     assert r.status_code == 404 and r.json()["error"]["message"] == expected
 
 
-class _Upstream(BaseHTTPRequestHandler):
+class _Upstream(fake_upstream.Handler):
     """Just enough of Ollama to be up: its version and an empty model list."""
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = {"/api/version": {"version": "0.0-test"}, "/api/tags": {"models": []}}.get(
-            self.path, {}
-        )
-        raw = json.dumps(body).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        body = {"/api/version": {"version": "0.0-test"}, "/api/tags": {"models": []}}
+        self.send_json(body.get(self.path, {}))
 
 
 @pytest.fixture
 def upstream() -> Iterator[ThreadingHTTPServer]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
+    with fake_upstream.serving(_Upstream) as server:
+        yield server
 
 
 async def test_a_proxied_request_that_cannot_connect_marks_the_upstream_down_at_once(
     tmp_path: Path, upstream: ThreadingHTTPServer
 ):
-    base_url = f"http://127.0.0.1:{upstream.server_address[1]}"
+    base_url = fake_upstream.url(upstream)
     settings = make_settings(tmp_path / "data", default_model=None, ollama_base_url=base_url)
     async with app_client(settings) as client:
         assert (await client.get("/health")).json()["ollama_proxy"] is True
         assert (await client.get("/ollama/models")).status_code == 200
-        upstream.shutdown()
-        upstream.server_close()  # the port now refuses connections
+        fake_upstream.stop(upstream)  # the port now refuses connections
         r = await client.get("/ollama/models")
         assert r.status_code == 503, r.text
         # Within the probe's cache lifetime: the failed request itself says it is down.

@@ -6,15 +6,14 @@ real HTTP server on 127.0.0.1 answering canned OpenAI bodies."""
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 
+from tests import fake_upstream
 from tests.conftest import app_client, make_settings
 
 TOOLS = [
@@ -41,43 +40,30 @@ def _chunks() -> list[dict[str, Any]]:
     return [*chunks, {"choices": [], "usage": USAGE}]
 
 
-class _Upstream(BaseHTTPRequestHandler):
+class _Upstream(fake_upstream.Handler):
     bodies: list[dict[str, Any]] = []
 
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        self._send(json.dumps({"data": [{"id": "up", "max_model_len": 4096}]}).encode())
+        self.send_json({"data": [{"id": "up", "max_model_len": 4096}]})
 
     def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        body = self.read_json()
         self.bodies.append(body)
         if body.get("stream"):
             events = [f"data: {json.dumps(c, ensure_ascii=False)}\n\n" for c in _chunks()]
-            self._send(("".join(events) + "data: [DONE]\n\n").encode(), "text/event-stream")
+            self.send_body(("".join(events) + "data: [DONE]\n\n").encode(), "text/event-stream")
             return
         message = {"role": "assistant", "content": None, "tool_calls": [
             {**CALL, "function": {"name": "get_weather", "arguments": ARGS}}
         ]}  # fmt: skip
         choice = {"index": 0, "message": message, "finish_reason": "tool_calls"}
-        self._send(json.dumps({"choices": [choice], "usage": USAGE}).encode())
-
-    def _send(self, raw: bytes, kind: str = "application/json") -> None:
-        self.send_response(200)
-        self.send_header("content-type", kind)
-        self.send_header("content-length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args: object) -> None:
-        pass
+        self.send_json({"choices": [choice], "usage": USAGE})
 
 
 @pytest.fixture
 def upstream() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    server.shutdown()
-    server.server_close()
+    with fake_upstream.serving(_Upstream) as server:
+        yield fake_upstream.url(server, "/v1")
 
 
 async def test_upstream_tool_calls_reach_every_answer(tmp_path: Path, upstream: str):

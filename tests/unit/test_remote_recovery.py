@@ -4,17 +4,16 @@ registered gets it when it comes back, and a timeout says what timed out."""
 from __future__ import annotations
 
 import asyncio
-import json
 import socket
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 import pytest
 
 from gpt_service.errors import UpstreamError
 from gpt_service.remote.model import RemoteSpec, connect
 from gpt_service.remote.pool import ReplicaPool
+from tests import fake_upstream
 
 WAIT = 20.0
 
@@ -38,34 +37,21 @@ class Upstream:
     def start(self) -> None:
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def _json(self, body: object) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
+        class Handler(fake_upstream.Handler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                self._json({"object": "list", "data": [{"id": "m"}]})
+                self.send_json({"object": "list", "data": [{"id": "m"}]})
 
             def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                body = self.read_json()
                 if self.path.endswith("/load_lora_adapter"):
                     upstream.loaded.append(body)
-                self._json({})
+                self.send_json({})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = fake_upstream.start(Handler, self.port)
 
     def stop(self) -> None:
         if self.server is not None:
-            self.server.shutdown()
-            self.server.server_close()
+            fake_upstream.stop(self.server)
             self.server = None
 
 

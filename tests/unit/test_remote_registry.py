@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
 import logging
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -19,6 +17,7 @@ from gpt_service.config import Settings
 from gpt_service.engine.registry import ModelRegistry
 from gpt_service.errors import Conflict, ModelAlreadyLoaded
 from gpt_service.remote.model import RemoteSpec
+from tests import fake_upstream
 from tests.conftest import app_client, make_settings
 
 SECRET = "s3cret-pw"
@@ -37,18 +36,13 @@ class Upstream:
         self.auth: list[str] = []
         upstream = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(fake_upstream.Handler):
             def _answer(self, status: int, body: object) -> None:
                 upstream.auth.append(self.headers.get("Authorization", ""))
                 if self.path in upstream.hang:
                     upstream.arrived.set()
                     upstream.release.wait(WAIT)
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                self.send_json(body, status)
 
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 self._answer(200, {"object": "list", "data": [{"id": "m"}]})
@@ -60,17 +54,12 @@ class Upstream:
                 else:
                     self._answer(200, {})
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.root = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.server = fake_upstream.start(Handler)
+        self.root = fake_upstream.url(self.server)
 
     def close(self) -> None:
         self.release.set()
-        self.server.shutdown()
-        self.server.server_close()
+        fake_upstream.stop(self.server)
 
 
 @pytest.fixture
