@@ -31,6 +31,8 @@ class EngineSettings(BaseModel):
     # Decode steps compiled with torch.compile (CPU): graphs build in the background while the
     # engine serves eagerly, cached under <data_dir>/cache/inductor for the next start.
     compile: bool = Field(True, description="compiled decode steps on CPU")
+    # float32 linear layers of more than one row through oneDNN instead of MKL (engine/onednn.py)
+    onednn_linear: bool = Field(True, description="oneDNN linear layers on CPU")
 
 
 class LimitSettings(BaseModel):

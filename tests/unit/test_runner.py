@@ -23,6 +23,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from gpt_service.engine.onednn import use_onednn_linear
 from gpt_service.engine.runner import CHUNK, ModelRunner
 from gpt_service.engine.sequence import Sequence
 from gpt_service.engine.types import SamplingParams
@@ -172,7 +173,10 @@ def _compiled_run(model, schedule, prompts, **options):
 
 @pytest.mark.parametrize("arch", ["tiny-llama", "tiny-gpt2", "mistral-sliding", "qwen2-sliding"])
 def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arch: str):
-    model = _model(tiny_dir, arch)
+    # The engine's model runs its linear layers through oneDNN (as served); the reference is
+    # transformers' own ``generate`` on an untouched copy.
+    model, reference_model = _model(tiny_dir, arch), _model(tiny_dir, arch)
+    assert use_onednn_linear(model) > 0
     prompts = _prompts(model.config.vocab_size)
     compiled, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
     assert runner.compiled is not None and runner.compiled.failed is None
@@ -184,7 +188,7 @@ def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arc
             alone, _, _ = _compiled_run(model, {0: [(name, 0, n)]}, prompts)
             assert alone[name] == compiled[name], name
             with torch.inference_mode():
-                reference = model.generate(
+                reference = reference_model.generate(
                     torch.tensor([prompts[name]]),
                     max_new_tokens=n,
                     min_new_tokens=n,

@@ -18,6 +18,7 @@ from gpt_service.engine import loader
 from gpt_service.engine.chat import encode_prompt, render_chat
 from gpt_service.engine.compiled import use_cache_dir
 from gpt_service.engine.engine import Engine
+from gpt_service.engine.onednn import use_onednn_linear
 from gpt_service.engine.types import (
     Completion,
     Constraint,
@@ -116,6 +117,8 @@ def load_local(
         use_cache_dir(s.data_dir / "cache" / "inductor")
     options = loader.LoadOptions(s.device, s.dtype, s.trust_remote_code, s.allow_pickle_weights)
     model, tokenizer, device = loader.load_model(source, options)
+    if s.engine.onednn_linear:
+        use_onednn_linear(model)
     adapters: dict[str, str] = {}
     default_adapter = None
     if adapter_dir is not None:

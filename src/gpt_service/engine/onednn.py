@@ -1,0 +1,56 @@
+"""Linear layers through oneDNN on CPU (``torch.ops.mkldnn._linear_pointwise``) for inference.
+
+torch's CPU ``linear``/``mm`` on float32 calls MKL's sgemm, which on this machine's AMD EPYC
+cores runs at less than half the speed of oneDNN's inner product on the same dense weights:
+16 rows x 768 x 2048 at 132 vs 290 GFLOP/s, 48 rows 180 vs 412 (2 threads). A 16-slot
+decode step of the 76M model took 22.0 instead of 32.9 ms, the demo model's 3.3 instead of 4.6.
+One-row products keep
+``linear`` (the compiled step turns them into its own reductions, see ``compiled.py``), and so
+does anything that records gradients (training).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+
+def available() -> bool:
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def use_onednn_linear(model: torch.nn.Module) -> int:
+    """Route ``model``'s float32 CPU ``nn.Linear`` layers through oneDNN for inference (in
+    place; the weights are not copied). Returns how many layers were switched."""
+    if not available():
+        return 0
+    switched = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if type(module) is torch.nn.Linear and weight is not None and _fits(weight):
+            module.forward = _forward(module)  # type: ignore[method-assign]
+            switched += 1
+    if switched:
+        logger.info("%d linear layers run through oneDNN", switched)
+    return switched
+
+
+def _fits(weight: torch.Tensor) -> bool:
+    return weight.device.type == "cpu" and weight.dtype == torch.float32
+
+
+def _forward(module: torch.nn.Linear) -> Any:
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // max(x.shape[-1], 1)
+        if rows > 1 and x.dtype == torch.float32 and not torch.is_grad_enabled():
+            return torch.ops.mkldnn._linear_pointwise(
+                x, module.weight, module.bias, "none", [None], ""
+            )
+        return F.linear(x, module.weight, module.bias)
+
+    return forward
