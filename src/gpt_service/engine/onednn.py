@@ -12,7 +12,6 @@ does anything that records gradients (training).
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -24,6 +23,17 @@ def available() -> bool:
     return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
 
 
+class OneDNNLinear(torch.nn.Linear):
+    """``nn.Linear`` whose inference over more than one float32 row calls oneDNN; a layer's
+    class is switched in place (copies, such as PEFT's ``modules_to_save``, keep it)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = x.numel() // max(x.shape[-1], 1)
+        if rows > 1 and x.dtype == torch.float32 and not torch.is_grad_enabled():
+            return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [None], "")
+        return F.linear(x, self.weight, self.bias)
+
+
 def use_onednn_linear(model: torch.nn.Module) -> int:
     """Route ``model``'s float32 CPU ``nn.Linear`` layers through oneDNN for inference (in
     place; the weights are not copied). Returns how many layers were switched."""
@@ -33,7 +43,7 @@ def use_onednn_linear(model: torch.nn.Module) -> int:
     for module in model.modules():
         weight = getattr(module, "weight", None)
         if type(module) is torch.nn.Linear and weight is not None and _fits(weight):
-            module.forward = _forward(module)  # type: ignore[method-assign]
+            module.__class__ = OneDNNLinear
             switched += 1
     if switched:
         logger.info("%d linear layers run through oneDNN", switched)
@@ -42,15 +52,3 @@ def use_onednn_linear(model: torch.nn.Module) -> int:
 
 def _fits(weight: torch.Tensor) -> bool:
     return weight.device.type == "cpu" and weight.dtype == torch.float32
-
-
-def _forward(module: torch.nn.Linear) -> Any:
-    def forward(x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // max(x.shape[-1], 1)
-        if rows > 1 and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            return torch.ops.mkldnn._linear_pointwise(
-                x, module.weight, module.bias, "none", [None], ""
-            )
-        return F.linear(x, module.weight, module.bias)
-
-    return forward
