@@ -27,6 +27,8 @@ from typing import Any
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
 
+from gpt_service.engine.onednn import as_extern_calls_in_inductor
+
 logger = logging.getLogger(__name__)
 
 Layout = list[tuple[int, int, torch.dtype]]  # per layer: kv heads, head dim, dtype
@@ -99,33 +101,20 @@ def inductor_gemv(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     and a C++ wrapper: the whole step is one call that runs without the GIL, so the event loop
     streams tokens while the graph computes, and no Python runs between kernels (demo model,
     16 HTTP clients: 1077 vs 973 tok/s with the Python wrapper; 1 slot 1.06 vs 1.15 ms)."""
-    from torch._inductor import lowering
     from torch._inductor.compile_fx import compile_fx
 
-    # oneDNN linear layers (``onednn.py``) run as calls of the op as it is: inductor's own
-    # lowering and fusions of it assume frozen, prepacked weights (constants of the graph), and
-    # its fusion patterns are registered at the first compile only with oneDNN enabled.
-    op = torch.ops.mkldnn._linear_pointwise.default
-    saved = lowering.lowerings.get(op)
-    lowering.lowerings[op] = lowering.fallback_handler(op, add_to_fallback_set=False)
-    onednn = torch._C._get_mkldnn_enabled()
-    torch._C._set_mkldnn_enabled(False)
     # AOTAutograd's cache keys do not cover decompositions: it could hand back a graph traced
     # without them. Inductor's own cache (the C++ code, keyed on the decomposed graph) stays.
-    try:
-        with torch._functorch.config.patch(enable_autograd_cache=False):
-            return compile_fx(
-                gm,
-                example_inputs,
-                decompositions=_gemv_decompositions(),
-                config_patches={"cpp_wrapper": True},
-            )
-    finally:
-        torch._C._set_mkldnn_enabled(onednn)
-        if saved is None:
-            lowering.lowerings.pop(op, None)
-        else:
-            lowering.lowerings[op] = saved
+    with (
+        torch._functorch.config.patch(enable_autograd_cache=False),
+        as_extern_calls_in_inductor(),  # oneDNN linear layers (onednn.py)
+    ):
+        return compile_fx(
+            gm,
+            example_inputs,
+            decompositions=_gemv_decompositions(),
+            config_patches={"cpp_wrapper": True},
+        )
 
 
 class StaticSlotLayer(CacheLayerMixin):
