@@ -196,15 +196,10 @@ def build_documents(
             docs.append(_doc(tokenizer, f"{qa.question}\n{qa.answer}{EOT}", raw_prompt))
             if qa.single:
                 continue
-        user = [{"role": "user", "content": qa.question}]
+        user = user_turn(qa.question)
         if rng.random() < 0.2:
             user = [{"role": "system", "content": rng.choice(SYSTEM_PROMPTS)}, *user]
-        messages = [*user, {"role": "assistant", "content": qa.answer}]
-        text = tokenizer.apply_chat_template(messages, tokenize=False)
-        prompt = None
-        if qa.single:
-            prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
-        docs.append(_doc(tokenizer, text, prompt))
+        docs.append(chat_doc(tokenizer, user, qa.answer, answer_only=qa.single))
     return docs
 
 
@@ -252,14 +247,25 @@ def train_step(
     return loss.item()
 
 
-def chat_doc(tokenizer: PreTrainedTokenizerFast, question: str, answer: str) -> Doc:
-    """A one-turn chat conversation that learns the answer only."""
-    user = [{"role": "user", "content": question}]
+def chat_doc(
+    tokenizer: PreTrainedTokenizerFast,
+    user: list[dict[str, str]],
+    answer: str,
+    answer_only: bool = True,
+) -> Doc:
+    """A chat conversation of ``user`` messages and ``answer``, learning the answer only or
+    every token."""
     text = tokenizer.apply_chat_template(
         [*user, {"role": "assistant", "content": answer}], tokenize=False
     )
+    if not answer_only:
+        return _doc(tokenizer, text, None)
     prompt = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
     return _doc(tokenizer, text, prompt)
+
+
+def user_turn(question: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": question}]
 
 
 def copy_warmup(
@@ -268,7 +274,7 @@ def copy_warmup(
     pad_id: int,
     args: argparse.Namespace,
 ) -> float:
-    """Before pretraining: copy strings of random characters, lengths widened step by step
+    """Before pretraining: copy strings of random characters of 1-16 characters
     (``demo_copy``); AdamW at a constant lr after 100 warm-up steps, no weight decay on
     embeddings and norms."""
     params = dict(model.named_parameters())
@@ -283,7 +289,7 @@ def copy_warmup(
     t0, losses, last = time.perf_counter(), [], float("nan")
     batches = demo_copy.warmup_strings(args.seed, args.warmup_steps, args.warmup_batch)
     for step, strings in enumerate(batches, 1):
-        docs = [chat_doc(tokenizer, demo_copy.WARMUP_PROMPT + s, s) for s in strings]
+        docs = [chat_doc(tokenizer, user_turn(demo_copy.WARMUP_PROMPT + s), s) for s in strings]
         losses.append(train_step(model, opt, sched, pad_batch(docs, pad_id)))
         if step % 250 == 0 or step == len(batches):
             logger.info(
@@ -445,7 +451,9 @@ def main() -> None:
     for epoch in range(args.epochs):
         copies = demo_copy.copy_pairs(args.seed, epoch, args.copy_per_epoch)
         demo_corpus.check_held_out(copies)
-        epoch_docs.append(docs + [chat_doc(tokenizer, qa.question, qa.answer) for qa in copies])
+        epoch_docs.append(
+            docs + [chat_doc(tokenizer, user_turn(qa.question), qa.answer) for qa in copies]
+        )
     loss = pretrain(model, epoch_docs, eot_id, args.batch_size, args.lr, args.seed)
 
     model.generation_config = GenerationConfig(
