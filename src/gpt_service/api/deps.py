@@ -1,5 +1,8 @@
 """Services reach routes through these ``Depends`` aliases, all read from the one typed
-``Services`` container the app builds at start-up (``app.state.services``)."""
+``Services`` container the app builds at start-up (``app.state.services``).
+
+The getters are ``async``: FastAPI runs a plain ``def`` dependency in its thread pool, a
+thread hop per dependency and request, which here cost the first token time under load."""
 
 from __future__ import annotations
 
@@ -22,50 +25,50 @@ if TYPE_CHECKING:  # torch behind these: typing only
     from gpt_service.training.jobs import JobManager
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     return request.app.state.services
 
 
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_settings(services: ServicesDep) -> Settings:
+async def get_settings(services: ServicesDep) -> Settings:
     return services.settings
 
 
-def get_metrics(services: ServicesDep) -> Metrics:
+async def get_metrics(services: ServicesDep) -> Metrics:
     return services.metrics
 
 
-def get_registry(services: ServicesDep) -> ModelRegistry:
+async def get_registry(services: ServicesDep) -> ModelRegistry:
     return services.registry
 
 
-def get_generation(services: ServicesDep) -> GenerationService:
+async def get_generation(services: ServicesDep) -> GenerationService:
     return services.generation
 
 
-def get_embeddings(services: ServicesDep) -> EmbeddingService:
+async def get_embeddings(services: ServicesDep) -> EmbeddingService:
     return services.embeddings
 
 
-def get_local_catalog(services: ServicesDep) -> LocalCatalog:
+async def get_local_catalog(services: ServicesDep) -> LocalCatalog:
     return services.local_catalog
 
 
-def get_ollama_upstream(services: ServicesDep) -> OllamaClient:
+async def get_ollama_upstream(services: ServicesDep) -> OllamaClient:
     return services.ollama_upstream
 
 
-def get_jobs(services: ServicesDep) -> JobManager:
+async def get_jobs(services: ServicesDep) -> JobManager:
     return services.jobs
 
 
-def get_feed(services: ServicesDep) -> ChangeFeed:
+async def get_feed(services: ServicesDep) -> ChangeFeed:
     return services.feed
 
 
-def get_evaluator(services: ServicesDep) -> EvaluationManager:
+async def get_evaluator(services: ServicesDep) -> EvaluationManager:
     return services.evaluator
 
 
