@@ -236,7 +236,15 @@ def test_forced_tool_calls_validate(client: OpenAI, model: str, choice: str) -> 
         model=model, messages=ASK, tools=TOOLS, tool_choice=tool_choice, max_tokens=200, n=2,
         **SAMPLED,
     )  # fmt: skip
+    # The random tiny model, sampled, may write several calls with numbers of dozens of digits
+    # and reach max_tokens (3% of its answers): such an answer says "length" and carries no
+    # calls; every answer that ends must carry valid ones.
+    finished = 0
     for c in reply.choices:
+        if c.finish_reason == "length":
+            assert c.message.tool_calls is None
+            continue
+        finished += 1
         _check_calls(c.message.tool_calls)
         assert c.finish_reason == ("tool_calls" if choice == "required" else "stop")
         if choice == "named":
@@ -254,10 +262,13 @@ def test_forced_tool_calls_validate(client: OpenAI, model: str, choice: str) -> 
             entry = calls.setdefault(delta.index, {"id": delta.id, "name": "", "args": ""})
             entry["name"] += delta.function.name or ""
             entry["args"] += delta.function.arguments or ""
-    assert calls and all(c["id"] for c in calls.values())
-    for entry in calls.values():
-        jsonschema.validate(json.loads(entry["args"]), PARAMS[entry["name"]])
-    assert finish == ("tool_calls" if choice == "required" else "stop")
+    if finish != "length":
+        finished += 1
+        assert calls and all(c["id"] for c in calls.values())
+        for entry in calls.values():
+            jsonschema.validate(json.loads(entry["args"]), PARAMS[entry["name"]])
+        assert finish == ("tool_calls" if choice == "required" else "stop")
+    assert finished  # of three answers, at least one ended (all three cut: ~3e-5)
 
 
 def test_tool_history_is_rendered_and_auto_answers(client: OpenAI) -> None:
