@@ -322,7 +322,20 @@ def main(argv: list[str] | None = None) -> int:
         watch_parent(args.parent_pid)
     if not args.database_url:
         parser.error("no job store: set GPT_SERVICE_DATABASE_URL or --database-url")
-    return run(JobStore(args.database_url, migrate=False), args.job_id)
+    try:
+        return run(JobStore(args.database_url, migrate=False), args.job_id)
+    finally:
+        leave_process_group()
+
+
+def leave_process_group() -> None:
+    """A data-parallel rank leaves its process group (the Trainer joined it) before exiting,
+    as PyTorch asks: one that exited without it aborted in a C++ destructor ("terminate called
+    without an active exception", SIGABRT) and the launcher failed the finished job."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 if __name__ == "__main__":
