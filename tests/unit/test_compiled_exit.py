@@ -1,0 +1,55 @@
+"""A process that ends while a decode graph compiles in the background waits for it first
+(``CompiledDecode._finish_at_exit``): one that exited mid-compile aborted with exit code 134."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from tests.tiny_models import save_llama
+
+ROOT = Path(__file__).resolve().parents[2]
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from pathlib import Path
+    import torch
+    from transformers import AutoModelForCausalLM
+    from gpt_service.engine.compiled import CompiledDecode
+
+    model_dir, marker = sys.argv[1], Path(sys.argv[2])
+
+    def slow_backend(gm, example_inputs):  # a compile that takes a while
+        time.sleep(2)
+        marker.write_text("compiled")
+        return gm.forward
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    cfg = model.config
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    layout = [(cfg.num_key_value_heads, head_dim, torch.float32)] * cfg.num_hidden_layers
+    compiled = CompiledDecode(model, {"use_cache": True}, None, False, lambda n: 1,
+                              backend=slow_backend)
+    assert not compiled.ready((1, 256), layout)  # queued: the background thread compiles
+    time.sleep(0.5)
+    print("exiting", flush=True)
+    """
+)
+
+
+def test_exit_waits_for_a_compile_in_flight(tmp_path: Path) -> None:
+    model_dir = save_llama(tmp_path / "tiny")
+    marker = tmp_path / "marker"
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(model_dir), str(marker)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "exiting" in done.stdout
+    assert marker.read_text() == "compiled"  # the exit waited for the compile to end
