@@ -1,5 +1,5 @@
 """A process that ends while a decode graph compiles in the background waits for it first
-(``CompiledDecode._finish_at_exit``): one that exited mid-compile aborted with exit code 134."""
+(``compiled._finish_compilations_at_exit``): one that exited mid-compile aborted with exit code 134."""
 
 from __future__ import annotations
 
@@ -53,3 +53,31 @@ def test_exit_waits_for_a_compile_in_flight(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr[-2000:]
     assert "exiting" in done.stdout
     assert marker.read_text() == "compiled"  # the exit waited for the compile to end
+
+
+def test_a_stopped_compiler_and_its_model_are_freed(tmp_path: Path) -> None:
+    # The exit hook holds compilers weakly: an unloaded model is not kept for the process's life.
+    import gc
+    import weakref
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gpt_service.engine.compiled import CompiledDecode
+
+    model = AutoModelForCausalLM.from_pretrained(save_llama(tmp_path / "tiny")).eval()
+    cfg = model.config
+    layout = [(cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads,
+               torch.float32)] * cfg.num_hidden_layers  # fmt: skip
+    compiled = CompiledDecode(
+        model, {"use_cache": True}, None, False, lambda n: 1, backend=lambda gm, ex: gm.forward
+    )
+    compiled.ready((1, 256), layout)
+    thread = compiled._thread
+    assert thread is not None
+    compiled.finish(60)
+    assert not thread.is_alive()
+    gone = weakref.ref(model)
+    del compiled, model
+    gc.collect()
+    assert gone() is None

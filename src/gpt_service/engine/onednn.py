@@ -70,7 +70,7 @@ class OneDNNLinear(torch.nn.Linear):
 
 def use_onednn_linear(model: torch.nn.Module) -> int:
     """Route ``model``'s float32 CPU ``nn.Linear`` layers through oneDNN for inference (in
-    place; the weights are not copied). Returns how many layers were switched."""
+    place; each keeps a packed copy of its weight). Returns how many layers were switched."""
     if not available():
         return 0
     switched = 0
