@@ -144,22 +144,24 @@ class JobManager:
             raise Conflict(
                 f"job '{job_id}' is {job.status}; only interrupted, failed or cancelled jobs resume"
             )
+        changes: dict[str, Any] = {
+            "status": JobStatus.QUEUED,
+            "params": job.params.model_copy(update={"resume": True}),
+            "error": None,
+            "finished_at": None,
+            "owner": None,
+            "lease_expires_at": None,
+            "cancel_requested": False,
+        }
         resumed = await asyncio.to_thread(
-            self.store.update,
-            job_id,
-            only_if=[job.status],
-            status=JobStatus.QUEUED,
-            params=job.params.model_copy(update={"resume": True}),
-            error=None,
-            finished_at=None,
-            owner=None,
-            lease_expires_at=None,
-            cancel_requested=False,
+            self.store.update, job_id, only_if=[job.status], **changes
         )
         if not resumed:
             raise Conflict(f"job '{job_id}' changed meanwhile; look at its status again")
         self._wake.set()
-        return await self.get(job_id)
+        # The state this request set (as ``submit`` answers): reading the row again would race
+        # the scheduler, which may already have started it.
+        return job.model_copy(update=changes)
 
     # ---- scheduling ------------------------------------------------------------------
     async def _run(self) -> None:
