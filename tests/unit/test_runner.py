@@ -23,6 +23,7 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from gpt_service.engine.compiled import DirectCall
 from gpt_service.engine.onednn import use_onednn_linear
 from gpt_service.engine.runner import CHUNK, ModelRunner
 from gpt_service.engine.sequence import Sequence
@@ -181,6 +182,7 @@ def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arc
     compiled, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
     assert runner.compiled is not None and runner.compiled.failed is None
     assert runner.compiled._ready == {(1, 256), (4, 256)}  # 1 row, then 2 rows in 4 slots
+    assert set(runner.compiled._direct) == runner.compiled._ready  # steps skip the guards
     eager, _, _ = _run(model, COMPILED_SCHEDULE, prompts)
     assert compiled == eager
     for joins in COMPILED_SCHEDULE.values():
@@ -196,6 +198,35 @@ def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arc
                     pad_token_id=0,
                 )
             assert alone[name] == reference[0, len(prompts[name]) :].tolist(), name
+
+
+def test_a_direct_call_that_differs_is_not_used(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch):
+    """The unguarded call of a graph is checked against the guarded one: a wrong one (here,
+    one that would always pick token 3) is dropped and the steps keep the guarded tokens."""
+    capture = DirectCall.capture
+
+    def wrong(call, args):
+        direct = capture(call, args)
+        assert direct is not None
+        right = direct._fn
+
+        def always_3(inputs):
+            (logits,) = right(inputs)
+            logits[:, 3] += 1e4
+            return [logits]
+
+        direct._fn = always_3
+        return direct
+
+    model = _model(tiny_dir, "tiny-llama")
+    assert use_onednn_linear(model) > 0
+    prompts = _prompts(model.config.vocab_size)
+    guarded, _, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
+    monkeypatch.setattr(DirectCall, "capture", staticmethod(wrong))
+    out, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
+    assert runner.compiled is not None and runner.compiled._ready == {(1, 256), (4, 256)}
+    assert runner.compiled._direct == {}
+    assert out == guarded
 
 
 def test_a_failing_compile_falls_back_to_eager(tiny_dir: Path, caplog: pytest.LogCaptureFixture):

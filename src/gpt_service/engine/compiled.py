@@ -11,6 +11,12 @@ over the whole buffer, the boolean mask hiding unused columns.
 Graphs are compiled in a background thread (the engine serves eagerly until a shape's graph is
 ready) and cached by inductor on disk (``TORCHINDUCTOR_CACHE_DIR``, under the data directory),
 so a restart reuses them. A failure to compile logs one line and leaves the engine eager.
+
+Once a graph is built, a step calls inductor's compiled code directly (``DirectCall``), not
+through dynamo's guards and AOTAutograd's runtime wrappers: their checks cannot fail here (a
+bucket fixes every shape, stride and dtype; the model's modules never change under a graph),
+and they took a fifth of a one-slot demo step (0.52 vs 0.41 ms). The direct call is checked
+against the guarded one when the graph is built and not used if they differ.
 """
 
 from __future__ import annotations
@@ -134,6 +140,58 @@ def _finish_compilations_at_exit() -> None:
         compiler.finish(EXIT_WAIT_SECONDS)
 
 
+class DirectCall:
+    """Inductor's compiled code of one graph, called with its inputs as the guarded call
+    passed them: the model's tensors (parameters, packed weights) as they were, the step's
+    arguments (``ids, positions, mask, column, *keys, *values``) put in their places."""
+
+    def __init__(self, fn: Callable[[list[Any]], Any], inputs: list[Any], args: list[Any]):
+        self._fn = fn
+        where = {id(a): i for i, a in enumerate(args)}
+        self._template = list(inputs)
+        self._slots = [(n, where[id(x)]) for n, x in enumerate(inputs) if id(x) in where]
+        if len(self._slots) != len(args):
+            raise ValueError("not every step argument is an input of the compiled graph")
+
+    def __call__(self, args: list[Any]) -> torch.Tensor:
+        inputs = list(self._template)
+        for n, i in self._slots:
+            inputs[n] = args[i]
+        (logits,) = self._fn(inputs)
+        return logits
+
+    @staticmethod
+    def capture(call: Callable[[], torch.Tensor], args: list[Any]) -> DirectCall | None:
+        """Run ``call`` (a guarded step) once, recording the inductor graph it runs and that
+        graph's inputs; ``None`` when that is not one graph returning the step's result."""
+        from torch._inductor.output_code import CompiledFxGraph
+
+        seen: list[tuple[CompiledFxGraph, list[Any], Any]] = []
+        original = CompiledFxGraph.__call__
+        thread = threading.get_ident()
+
+        def record(graph: CompiledFxGraph, inputs: Any) -> Any:
+            if threading.get_ident() != thread:  # the engine thread runs other graphs
+                return original(graph, inputs)
+            kept = list(inputs)
+            out = original(graph, inputs)
+            seen.append((graph, kept, out))
+            return out
+
+        CompiledFxGraph.__call__ = record  # type: ignore[method-assign]
+        try:
+            result = call()
+        finally:
+            CompiledFxGraph.__call__ = original  # type: ignore[method-assign]
+        if len(seen) != 1:
+            return None
+        graph, inputs, out = seen[0]
+        if not isinstance(out, (list, tuple)) or len(out) != 1 or out[0] is not result:
+            return None
+        fn = graph.current_callable
+        return None if fn is None else DirectCall(fn, inputs, args)
+
+
 class StaticSlotLayer(CacheLayerMixin):
     """A layer's slotted buffers as a compiled step sees them: written at ``column`` (a 1-element
     tensor), read whole (the mask hides the columns a row does not use)."""
@@ -203,6 +261,7 @@ class CompiledDecode:
         options = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
         self._fn = torch.compile(self._step, dynamic=False, backend=backend, options=options)
         self._ready: set[tuple[int, int]] = set()
+        self._direct: dict[tuple[int, int], DirectCall] = {}  # graphs called without guards
         self._wanted: set[tuple[int, int]] = set()
         self._jobs: queue.SimpleQueue[tuple[tuple[int, int], Layout] | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -248,6 +307,9 @@ class CompiledDecode:
         values: list[torch.Tensor],
     ) -> torch.Tensor:
         """One compiled decode step; ``column`` is where every row's new key/value goes."""
+        direct = self._direct.get((ids.shape[0], mask.shape[1]))
+        if direct is not None:
+            return direct([ids, positions, mask, column, *keys, *values])
         return self._fn(ids, positions, mask, column, keys, values)
 
     # ---- background compilation -------------------------------------------------------------
@@ -315,4 +377,49 @@ class CompiledDecode:
         column = torch.zeros(1, dtype=torch.long)
         for _ in range(2):
             self._fn(ids, torch.zeros_like(ids), mask, column, keys, values)
+        direct = self._direct_call(ids, mask, column, keys, values)
+        if direct is not None:
+            self._direct[shape] = direct
         self._ready.add(shape)
+
+    def _direct_call(
+        self,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        column: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+    ) -> DirectCall | None:
+        """The graph just built, callable without guards, if that gives the guarded step's
+        result and cache writes exactly (checked on a second set of inputs)."""
+        positions = torch.zeros_like(ids)
+        args = [ids, positions, mask, column, *keys, *values]
+        try:
+            direct = DirectCall.capture(lambda: self._fn(*args[:4], keys, values), args)
+        except Exception:  # torch internals moved: the guarded call stays
+            logger.debug("no direct call of the decode graph", exc_info=True)
+            return None
+        if direct is None:
+            return None
+        slots, columns = mask.shape
+        generator = torch.Generator().manual_seed(0)
+        check = [
+            torch.randint(0, 100, ids.shape, generator=generator),
+            torch.full_like(positions, 7),
+            torch.rand(mask.shape, generator=generator) < 0.5,
+            torch.tensor([columns - 1]),
+        ]
+        check[2][:, -1] = True
+        buffers = [torch.randn(k.shape, generator=generator, dtype=k.dtype) for k in keys + values]
+        copies = [b.clone() for b in buffers]
+        n = len(keys)
+        expected = self._fn(*check, buffers[:n], buffers[n:])
+        got = direct([*check, *copies])
+        same = torch.equal(expected, got) and all(
+            torch.equal(a, b) for a, b in zip(buffers, copies, strict=True)
+        )
+        if not same:
+            logger.info(
+                "decode graph for %d x %d: direct call differs, keeping guards", *mask.shape
+            )
+        return direct if same else None
