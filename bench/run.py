@@ -58,14 +58,15 @@ def _service_row(
 
 
 def _warm_compiled(server: Any, prompts: list[str], clients: list[int]) -> None:
-    """Warm-up waves until no decode graph is being compiled and a wave starts no new one."""
+    """Warm-up waves until no graph (decode or prefill) is being compiled and a wave starts
+    no new one."""
     for _ in range(20):
-        before = server.log().count("compiling the decode graph")
+        before = server.log().count("compiling the ")
         for c in sorted({1, *clients}):
             asyncio.run(run_clients(server.url, prompts, c, 1, 8))
         for _ in range(600):  # each graph takes ~20-60 s on 2 busy cores
             log = server.log()
-            started = log.count("compiling the decode graph")
+            started = log.count("compiling the ")
             if started == log.count(" ready in ") or "serving eagerly" in log:
                 break
             time.sleep(1)

@@ -150,10 +150,13 @@ def test_sliding_windows_without_sdpa_are_refused_clearly():
         ModelRunner(_sliding("mistral", attn="eager"), torch.device("cpu"), pad_id=0)
 
 
-# A short schedule for the compiled path: 2 rows (4 slots) in one 256-column bucket.
+# A short schedule for the compiled path: up to 4 rows (4 slots) in one 256-column bucket.
+# The first prefill is eager (no decode graph yet), e's is compiled (one row), i and j's too
+# (two rows, padded; i is longer than the sliding window of the sliding models).
 COMPILED_SCHEDULE: dict[int, list[tuple[str, int, int]]] = {
     0: [("a", 5, 20), ("c", 3, 8)],
     9: [("e", 4, 30)],
+    11: [("i", 11, 6), ("j", 6, 5)],
 }
 
 
@@ -181,8 +184,10 @@ def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arc
     prompts = _prompts(model.config.vocab_size)
     compiled, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
     assert runner.compiled is not None and runner.compiled.failed is None
-    assert runner.compiled._ready == {(1, 256), (4, 256)}  # 1 row, then 2 rows in 4 slots
-    assert set(runner.compiled._direct) == runner.compiled._ready  # steps skip the guards
+    # decode: 1 row, then up to 4 rows in 4 slots; prefill: one row, then two
+    assert runner.compiled._ready == {(1, 256), (4, 256), (1, 0), (2, 0)}
+    assert set(runner.compiled._direct) == {(1, 256), (4, 256)}  # steps skip the guards
+    assert runner.compiled.prefill_failed is None and runner.compiled.num_prefills == 2
     eager, _, _ = _run(model, COMPILED_SCHEDULE, prompts)
     assert compiled == eager
     for joins in COMPILED_SCHEDULE.values():
@@ -224,7 +229,7 @@ def test_a_direct_call_that_differs_is_not_used(tiny_dir: Path, monkeypatch: pyt
     guarded, _, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
     monkeypatch.setattr(DirectCall, "capture", staticmethod(wrong))
     out, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
-    assert runner.compiled is not None and runner.compiled._ready == {(1, 256), (4, 256)}
+    assert runner.compiled is not None and (4, 256) in runner.compiled._ready
     assert runner.compiled._direct == {}
     assert out == guarded
 

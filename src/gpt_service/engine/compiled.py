@@ -12,6 +12,12 @@ Graphs are compiled in a background thread (the engine serves eagerly until a sh
 ready) and cached by inductor on disk (``TORCHINDUCTOR_CACHE_DIR``, under the data directory),
 so a restart reuses them. A failure to compile logs one line and leaves the engine eager.
 
+Prefills of two or more tokens run compiled too, through one graph with dynamic shapes for
+any width (and one for any number of rows above one): the same model code, its keys and values
+returned for the runner to place in slots. It is built after the first decode graph; a
+prefill that would need another graph (a guard fails) runs eagerly, and a failure turns
+compiled prefill off with one log line.
+
 Once a graph is built, a step calls inductor's compiled code directly (``DirectCall``), not
 through dynamo's guards and AOTAutograd's runtime wrappers: their checks cannot fail here (a
 bucket fixes every shape, stride and dtype; the model's modules never change under a graph),
@@ -33,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 from transformers.cache_utils import Cache, CacheLayerMixin
 
 from gpt_service.engine.onednn import as_extern_calls_in_inductor
@@ -192,6 +199,35 @@ class DirectCall:
         return None if fn is None else DirectCall(fn, inputs, args)
 
 
+class CaptureLayer(CacheLayerMixin):
+    """A layer's keys and values of a compiled prefill, kept as computed (no cache to grow)."""
+
+    is_compileable = True
+    is_sliding = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.is_initialized = True
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        raise RuntimeError("capture layers are created initialized")
+
+    def update(
+        self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        self.keys, self.values = key_states, value_states
+        return key_states, value_states
+
+    def get_seq_length(self) -> int:
+        return 0
+
+    def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+        return query_length, 0
+
+    def get_max_length(self) -> int:
+        return -1
+
+
 class StaticSlotLayer(CacheLayerMixin):
     """A layer's slotted buffers as a compiled step sees them: written at ``column`` (a 1-element
     tensor), read whole (the mask hides the columns a row does not use)."""
@@ -260,6 +296,12 @@ class CompiledDecode:
         # demo model, 1 slot).
         options = {"guard_filter_fn": torch.compiler.skip_guard_on_all_nn_modules_unsafe}
         self._fn = torch.compile(self._step, dynamic=False, backend=backend, options=options)
+        self._prefill_fn = torch.compile(
+            self._prefill, dynamic=True, backend=backend, options=options
+        )
+        self._num_layers = len(DynamicCache(config=model.config).layers)
+        self.prefill_failed: str | None = None  # why compiled prefill was turned off
+        self.num_prefills = 0  # prefills run compiled
         self._ready: set[tuple[int, int]] = set()
         self._direct: dict[tuple[int, int], DirectCall] = {}  # graphs called without guards
         self._wanted: set[tuple[int, int]] = set()
@@ -296,6 +338,60 @@ class CompiledDecode:
             **self._kwargs,
         )
         return out.logits[:, -1, :].float()
+
+    def _prefill(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        width = ids.shape[1]
+        cols = torch.arange(width, device=ids.device)
+        causal = cols[None, :] <= cols[:, None]
+        # A padding position attends to itself only: its (unused) state stays finite.
+        eye = cols[None, :] == cols[:, None]
+        full = ((causal[None] & mask[:, None, :]) | eye[None])[:, None]
+        masks: torch.Tensor | dict[str, torch.Tensor] = full
+        if self._window is not None:
+            sliding = full & (cols[:, None] - cols[None, :] < self._window)
+            masks = (
+                {"full_attention": full, "sliding_attention": sliding}
+                if self._typed_masks
+                else sliding
+            )
+        captured = [CaptureLayer() for _ in range(self._num_layers)]
+        out = self.model(
+            input_ids=ids,
+            attention_mask=masks,
+            position_ids=positions,
+            cache=Cache(layers=captured),
+            **self._kwargs,
+        )
+        keys = [layer.keys for layer in captured]
+        values = [layer.values for layer in captured]
+        return out.logits[:, -1, :].float(), keys, values
+
+    def prefill_ready(self, rows: int, width: int) -> bool:
+        """True when a prefill of ``rows`` prompts padded to ``width`` tokens runs compiled;
+        queues its graph otherwise (once a decode graph is ready: those come first)."""
+        if width < 2 or self.prefill_failed is not None:
+            return False  # dynamic shapes specialise a size of 1: one token stays eager
+        return self.ready((min(rows, 2), 0), []) if self._ready else False
+
+    def prefill(
+        self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]] | None:
+        """The last logits and each layer's keys and values of a compiled prefill, or
+        ``None`` when it cannot run compiled (it would need another graph, or failed)."""
+        try:
+            with torch.compiler.set_stance("fail_on_recompile"):
+                out = self._prefill_fn(ids, positions, mask)
+            self.num_prefills += 1
+            return out
+        except Exception as exc:
+            if "recompil" in str(exc).lower():
+                logger.debug("prefill of %s tokens runs eagerly (no graph)", tuple(ids.shape))
+                return None
+            self.prefill_failed = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            logger.warning("compiled prefill disabled (%s)", self.prefill_failed)
+            return None
 
     def run(
         self,
@@ -350,24 +446,35 @@ class CompiledDecode:
             self._compile_logged(*job)
 
     def _compile_logged(self, shape: tuple[int, int], layout: Layout) -> None:
-        logger.info("compiling the decode graph for %d slots x %d columns", *shape)
+        slots, columns = shape
+        what = (
+            f"decode graph for {slots} slots x {columns} columns"
+            if columns
+            else f"prefill graph for {'one prompt' if slots == 1 else 'several prompts'}"
+        )
+        logger.info("compiling the %s", what)
         start = time.perf_counter()
         try:
             self.compile_now(shape, layout)
         except Exception as exc:  # any failure: stay eager, say so once
-            self.failed = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-            logger.warning("compiled decode disabled, serving eagerly (%s)", self.failed)
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            if columns == 0:  # prefills run eagerly, decode steps keep their graphs
+                self.prefill_failed = reason
+                logger.warning("compiled prefill disabled (%s)", reason)
+            else:
+                self.failed = reason
+                logger.warning("compiled decode disabled, serving eagerly (%s)", reason)
             return
-        logger.info(
-            "compiled decode graph for %d slots x %d columns ready in %.1f s",
-            *shape,
-            time.perf_counter() - start,
-        )
+        logger.info("compiled %s ready in %.1f s", what, time.perf_counter() - start)
 
     @torch.inference_mode()
     def compile_now(self, shape: tuple[int, int], layout: Layout) -> None:
         """Compile (or load from inductor's cache) the graph of ``shape`` on dummy buffers."""
         slots, columns = shape
+        if columns == 0:  # a prefill graph: ``slots`` is 1 (one prompt) or 2 (more)
+            self._compile_prefill(slots)
+            self._ready.add(shape)
+            return
         torch.set_num_threads(self._threads_for(slots))  # inductor bakes the thread count in
         keys = [torch.zeros((slots, h, columns, d), dtype=t) for h, d, t in layout]
         values = [torch.zeros_like(k) for k in keys]
@@ -381,6 +488,15 @@ class CompiledDecode:
         if direct is not None:
             self._direct[shape] = direct
         self._ready.add(shape)
+
+    def _compile_prefill(self, rows: int) -> None:
+        torch.set_num_threads(self._threads_for(10**9))
+        for width in (8, 5):  # two widths: the graph is dynamic before it is ready
+            ids = torch.ones(rows, width, dtype=torch.long)
+            mask = torch.ones(rows, width, dtype=torch.bool)
+            mask[-1, :2] = False
+            positions = (mask.cumsum(-1) - 1).clamp(min=0)
+            self._prefill_fn(ids, positions, mask)
 
     def _direct_call(
         self,
