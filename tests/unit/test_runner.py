@@ -210,12 +210,15 @@ def test_a_direct_call_that_differs_is_not_used(tiny_dir: Path, monkeypatch: pyt
     one that would always pick token 3) is dropped and the steps keep the guarded tokens."""
     capture = DirectCall.capture
 
+    used = []
+
     def wrong(call, args):
         direct = capture(call, args)
         assert direct is not None
         right = direct._fn
 
         def always_3(inputs):
+            used.append(1)
             (logits,) = right(inputs)
             logits[:, 3] += 1e4
             return [logits]
@@ -231,7 +234,32 @@ def test_a_direct_call_that_differs_is_not_used(tiny_dir: Path, monkeypatch: pyt
     out, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
     assert runner.compiled is not None and (4, 256) in runner.compiled._ready
     assert runner.compiled._direct == {}
+    assert len(used) == 2  # each graph's check ran the wrong call
     assert out == guarded
+
+
+def test_a_prefill_no_graph_takes_runs_eagerly_without_compiling(tiny_dir: Path):
+    """Prefills go through the graphs built so far only: three prompts when only the one-prompt
+    graph exists run the same code eagerly (no compile on the engine thread), same results."""
+    model = _model(tiny_dir, "tiny-llama")
+    runner = ModelRunner(model, torch.device("cpu"), pad_id=0)
+    runner.enable_compile(lambda slots: 1, background=False)
+    compiled = runner.compiled
+    assert compiled is not None
+    compiled._compile_logged((1, 0), [])
+    assert compiled._ready == {(1, 0)}
+    frames = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    ids = torch.randint(3, 200, (3, 9))
+    mask = torch.ones(3, 9, dtype=torch.bool)
+    mask[1, :4] = mask[2, :2] = False
+    positions = (mask.cumsum(-1) - 1).clamp(min=0)
+    with torch.inference_mode():
+        out = compiled.prefill(ids, positions, mask)
+        eager = model(input_ids=ids, attention_mask=mask, position_ids=positions).logits[:, -1]
+    assert out is not None and compiled.prefill_failed is None
+    assert torch.allclose(out[0], eager, atol=1e-5)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == frames  # nothing compiled
+    assert compiled._ready == {(1, 0)}
 
 
 def test_a_failing_compile_falls_back_to_eager(tiny_dir: Path, caplog: pytest.LogCaptureFixture):

@@ -15,13 +15,14 @@ so a restart reuses them. A failure to compile logs one line and leaves the engi
 Prefills of two or more tokens run compiled too, through one graph with dynamic shapes for
 any width (and one for any number of rows above one): the same model code, its keys and values
 returned for the runner to place in slots. It is built after the first decode graph; a
-prefill that would need another graph (a guard fails) runs eagerly, and a failure turns
-compiled prefill off with one log line.
+prefill no graph takes runs the same code eagerly (never a compile on the engine thread), and
+repeated failures turn compiled prefill off with one log line.
 
 Once a graph is built, a step calls inductor's compiled code directly (``DirectCall``), not
-through dynamo's guards and AOTAutograd's runtime wrappers: their checks cannot fail here (a
-bucket fixes every shape, stride and dtype; the model's modules never change under a graph),
-and they took a fifth of a one-slot demo step (0.52 vs 0.41 ms). The direct call is checked
+through dynamo's guards and AOTAutograd's runtime wrappers, which took a fifth of a one-slot
+demo step (0.52 vs 0.41 ms). What they check does not change here: a bucket fixes every shape,
+stride and dtype, and the model's weights are the tensors captured with the graph (a served
+model's weights are never replaced; attaching LoRA adapters turns compilation off). The direct call is checked
 against the guarded one when the graph is built and not used if they differ.
 """
 
@@ -49,6 +50,9 @@ logger = logging.getLogger(__name__)
 Layout = list[tuple[int, int, torch.dtype]]  # per layer: kv heads, head dim, dtype
 MIN_COLUMNS = 256  # smallest column bucket: short chats all fit one graph
 EXIT_WAIT_SECONDS = 120.0  # at exit, the longest wait for a compilation in flight
+MAX_PREFILL_ERRORS = 3  # compiled prefills that may fail before it is turned off
+# One capture at a time (each loaded model has its own compile thread): see DirectCall.capture.
+_capture_lock = threading.Lock()
 
 
 def use_cache_dir(path: Path) -> None:
@@ -174,22 +178,23 @@ class DirectCall:
         from torch._inductor.output_code import CompiledFxGraph
 
         seen: list[tuple[CompiledFxGraph, list[Any], Any]] = []
-        original = CompiledFxGraph.__call__
         thread = threading.get_ident()
+        with _capture_lock:  # two threads' patches must not undo each other
+            original = CompiledFxGraph.__call__
 
-        def record(graph: CompiledFxGraph, inputs: Any) -> Any:
-            if threading.get_ident() != thread:  # the engine thread runs other graphs
-                return original(graph, inputs)
-            kept = list(inputs)
-            out = original(graph, inputs)
-            seen.append((graph, kept, out))
-            return out
+            def record(graph: CompiledFxGraph, inputs: Any) -> Any:
+                if threading.get_ident() != thread:  # the engine thread runs other graphs
+                    return original(graph, inputs)
+                kept = list(inputs)
+                out = original(graph, inputs)
+                seen.append((graph, kept, out))
+                return out
 
-        CompiledFxGraph.__call__ = record  # type: ignore[method-assign]
-        try:
-            result = call()
-        finally:
-            CompiledFxGraph.__call__ = original  # type: ignore[method-assign]
+            CompiledFxGraph.__call__ = record  # type: ignore[method-assign]
+            try:
+                result = call()
+            finally:
+                CompiledFxGraph.__call__ = original  # type: ignore[method-assign]
         if len(seen) != 1:
             return None
         graph, inputs, out = seen[0]
@@ -301,7 +306,12 @@ class CompiledDecode:
         )
         self._num_layers = len(DynamicCache(config=model.config).layers)
         self.prefill_failed: str | None = None  # why compiled prefill was turned off
-        self.num_prefills = 0  # prefills run compiled
+        self.num_prefills = 0  # prefills run through the prefill graphs
+        self._prefill_errors = 0
+        # Only graphs already built, never a compile on the engine thread (run-only mode is
+        # this thread's: ``set_stance`` would also stop the compile thread).
+        self._prefill_run = torch._dynamo.run(self._prefill_fn)
+        self._stopped = False
         self._ready: set[tuple[int, int]] = set()
         self._direct: dict[tuple[int, int], DirectCall] = {}  # graphs called without guards
         self._wanted: set[tuple[int, int]] = set()
@@ -378,20 +388,23 @@ class CompiledDecode:
     def prefill(
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]] | None:
-        """The last logits and each layer's keys and values of a compiled prefill, or
-        ``None`` when it cannot run compiled (it would need another graph, or failed)."""
+        """The last logits and each layer's keys and values of a prefill through the graphs
+        built so far (a shape none of them takes runs the same code eagerly: dynamo's run-only
+        mode, on this thread only), or ``None`` when that failed (the caller prefills eagerly;
+        after ``MAX_PREFILL_ERRORS`` failures compiled prefill is turned off)."""
         try:
-            with torch.compiler.set_stance("fail_on_recompile"):
-                out = self._prefill_fn(ids, positions, mask)
-            self.num_prefills += 1
-            return out
+            out = self._prefill_run(ids, positions, mask)
         except Exception as exc:
-            if "recompil" in str(exc).lower():
-                logger.debug("prefill of %s tokens runs eagerly (no graph)", tuple(ids.shape))
-                return None
-            self.prefill_failed = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
-            logger.warning("compiled prefill disabled (%s)", self.prefill_failed)
+            self._prefill_errors += 1
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            if self._prefill_errors >= MAX_PREFILL_ERRORS:
+                self.prefill_failed = reason
+                logger.warning("compiled prefill disabled (%s)", reason)
+            else:
+                logger.warning("compiled prefill failed, prefilling eagerly (%s)", reason)
             return None
+        self.num_prefills += 1
+        return out
 
     def run(
         self,
@@ -429,7 +442,9 @@ class CompiledDecode:
         return False
 
     def stop(self) -> None:
-        """No more compilations; a graph in flight still completes (in the background)."""
+        """No more compilations (queued ones are dropped); a graph in flight still completes
+        (in the background)."""
+        self._stopped = True
         self._jobs.put(None)
 
     def finish(self, timeout: float) -> None:
@@ -443,6 +458,8 @@ class CompiledDecode:
 
     def _work(self) -> None:
         while (job := self._jobs.get()) is not None and self.failed is None:
+            if self._stopped:
+                return
             self._compile_logged(*job)
 
     def _compile_logged(self, shape: tuple[int, int], layout: Layout) -> None:
@@ -517,11 +534,33 @@ class CompiledDecode:
             return None
         if direct is None:
             return None
-        slots, columns = mask.shape
+        try:
+            same = self._same_results(direct, ids, mask, keys, values)
+        except Exception:  # a check that cannot run: the guarded call stays
+            logger.debug("direct call of the decode graph not checked", exc_info=True)
+            return None
+        if not same:
+            logger.info(
+                "decode graph for %d x %d: direct call differs, keeping guards", *mask.shape
+            )
+        return direct if same else None
+
+    def _same_results(
+        self,
+        direct: DirectCall,
+        ids: torch.Tensor,
+        mask: torch.Tensor,
+        keys: list[torch.Tensor],
+        values: list[torch.Tensor],
+    ) -> bool:
+        """Whether ``direct`` gives the guarded step's logits and cache writes exactly, on
+        inputs other than the ones it was captured with."""
+        columns = mask.shape[1]
+        vocab = self.model.get_input_embeddings().num_embeddings
         generator = torch.Generator().manual_seed(0)
         check = [
-            torch.randint(0, 100, ids.shape, generator=generator),
-            torch.full_like(positions, 7),
+            torch.randint(0, min(100, vocab), ids.shape, generator=generator),
+            torch.full_like(ids, 7),
             torch.rand(mask.shape, generator=generator) < 0.5,
             torch.tensor([columns - 1]),
         ]
@@ -531,11 +570,6 @@ class CompiledDecode:
         n = len(keys)
         expected = self._fn(*check, buffers[:n], buffers[n:])
         got = direct([*check, *copies])
-        same = torch.equal(expected, got) and all(
+        return torch.equal(expected, got) and all(
             torch.equal(a, b) for a, b in zip(buffers, copies, strict=True)
         )
-        if not same:
-            logger.info(
-                "decode graph for %d x %d: direct call differs, keeping guards", *mask.shape
-            )
-        return direct if same else None
