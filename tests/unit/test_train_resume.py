@@ -6,25 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from gpt_service.store.jobs import JobStore
-from gpt_service.store.leases import LeaseKeeper
 from gpt_service.store.records import JobStatus
-from gpt_service.training.config import TRAIN, TrainJobSpec, TrainParams
-from gpt_service.training.jobs import JobManager
-from tests.conftest import make_settings
+from gpt_service.training.config import TRAIN
+from tests.unit.conftest import training_jobs
 
 
 async def test_resume_answers_queued_even_when_claimed_at_once(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "data")
-    settings.ensure_dirs()
-    store = JobStore(settings.store_url)
-    leases = LeaseKeeper(store, 30, [TRAIN])
-    manager = JobManager(settings, store, None, leases, poll_interval=0.1)  # type: ignore[arg-type]
-    spec = TrainJobSpec(base_model="tiny", dataset_path="d.jsonl")
-    params = TrainParams(
-        spec=spec, base_model_path="/m", dataset_file="/d", output_dir="o", output_path="/o"
-    )
-    job = store.create(TRAIN, params)
+    _, store, _, manager, job = training_jobs(tmp_path / "data")
     store.update(job.id, status=JobStatus.INTERRUPTED, error="the replica went away")
 
     update = store.update

@@ -11,11 +11,9 @@ import sys
 from pathlib import Path
 
 from gpt_service.store.jobs import JobStore
-from gpt_service.store.leases import LeaseKeeper
 from gpt_service.store.records import JobStatus
-from gpt_service.training.config import TRAIN, TrainJobSpec, TrainParams
-from gpt_service.training.jobs import JobManager
-from tests.conftest import make_settings
+from gpt_service.training.config import TRAIN
+from tests.unit.conftest import training_jobs
 
 # Stands in for the training worker: beats like its progress callback does, until stopped.
 BEATING_WORKER = """
@@ -40,16 +38,7 @@ async def _status(store: JobStore, job_id: str, wanted: JobStatus) -> JobStatus:
 
 
 async def test_a_worker_that_stops_beating_fails_its_job_and_is_stopped(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path / "data", training={"stall_seconds": STALL})
-    settings.ensure_dirs()
-    store = JobStore(settings.store_url)
-    leases = LeaseKeeper(store, 30, [TRAIN])
-    manager = JobManager(settings, store, None, leases, poll_interval=0.1)  # type: ignore[arg-type]
-    spec = TrainJobSpec(base_model="tiny", dataset_path="d.jsonl")
-    params = TrainParams(
-        spec=spec, base_model_path="/m", dataset_file="/d", output_dir="o", output_path="/o"
-    )
-    job = store.create(TRAIN, params)
+    settings, store, leases, manager, job = training_jobs(tmp_path / "data", stall_seconds=STALL)
     store.claim(TRAIN, leases.owner, 1, 30)
     worker = subprocess.Popen(
         [sys.executable, "-c", BEATING_WORKER, settings.store_url, job.id],
