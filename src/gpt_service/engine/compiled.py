@@ -55,6 +55,11 @@ MAX_PREFILL_ERRORS = 3  # compiled prefills that may fail before it is turned of
 _capture_lock = threading.Lock()
 
 
+def _reason(exc: Exception) -> str:
+    """An exception as one log-friendly line (type, then at most 300 characters)."""
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
 def use_cache_dir(path: Path) -> None:
     """Keep inductor's compiled graphs under ``path`` (the data directory) so a restart reuses
     them, unless ``TORCHINDUCTOR_CACHE_DIR`` names another place than torch's default."""
@@ -204,8 +209,9 @@ class DirectCall:
         return None if fn is None else DirectCall(fn, inputs, args)
 
 
-class CaptureLayer(CacheLayerMixin):
-    """A layer's keys and values of a compiled prefill, kept as computed (no cache to grow)."""
+class _GraphLayer(CacheLayerMixin):
+    """A cache layer of a compiled graph: created initialized, positions always passed
+    explicitly (so no sequence length of its own)."""
 
     is_compileable = True
     is_sliding = False
@@ -215,7 +221,17 @@ class CaptureLayer(CacheLayerMixin):
         self.is_initialized = True
 
     def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        raise RuntimeError("capture layers are created initialized")
+        raise RuntimeError(f"{type(self).__name__} layers are created initialized")
+
+    def get_seq_length(self) -> int:
+        return 0
+
+    def get_max_length(self) -> int:
+        return -1
+
+
+class CaptureLayer(_GraphLayer):
+    """A layer's keys and values of a compiled prefill, kept as computed (no cache to grow)."""
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
@@ -223,30 +239,17 @@ class CaptureLayer(CacheLayerMixin):
         self.keys, self.values = key_states, value_states
         return key_states, value_states
 
-    def get_seq_length(self) -> int:
-        return 0
-
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return query_length, 0
 
-    def get_max_length(self) -> int:
-        return -1
 
-
-class StaticSlotLayer(CacheLayerMixin):
+class StaticSlotLayer(_GraphLayer):
     """A layer's slotted buffers as a compiled step sees them: written at ``column`` (a 1-element
     tensor), read whole (the mask hides the columns a row does not use)."""
-
-    is_compileable = True
-    is_sliding = False
 
     def __init__(self, keys: torch.Tensor, values: torch.Tensor, column: torch.Tensor) -> None:
         super().__init__()
         self.keys, self.values, self.column = keys, values, column
-        self.is_initialized = True
-
-    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
-        raise RuntimeError("slot layers are created initialized")
 
     def update(
         self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any
@@ -255,14 +258,8 @@ class StaticSlotLayer(CacheLayerMixin):
         self.values.index_copy_(2, self.column, value_states)
         return self.keys, self.values
 
-    def get_seq_length(self) -> int:
-        return 0  # positions are always passed explicitly
-
     def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
         return self.keys.shape[2], 0
-
-    def get_max_length(self) -> int:
-        return -1
 
 
 class CompiledDecode:
@@ -331,23 +328,29 @@ class CompiledDecode:
     ) -> torch.Tensor:
         layers = [StaticSlotLayer(k, v, column) for k, v in zip(keys, values, strict=True)]
         full = mask[:, None, None, :]
-        masks: torch.Tensor | dict[str, torch.Tensor] = full
+        sliding = None
         if self._window is not None:  # rows are right-aligned: the window is the last columns
             cols = torch.arange(mask.shape[1], device=mask.device)
             sliding = full & (cols > column - self._window)
-            masks = (
-                {"full_attention": full, "sliding_attention": sliding}
-                if self._typed_masks
-                else sliding
-            )
         out = self.model(
             input_ids=ids,
-            attention_mask=masks,
+            attention_mask=self._masks(full, sliding),
             position_ids=positions,
             cache=Cache(layers=layers),
             **self._kwargs,
         )
         return out.logits[:, -1, :].float()
+
+    def _masks(
+        self, full: torch.Tensor, sliding: torch.Tensor | None
+    ) -> torch.Tensor | dict[str, torch.Tensor]:
+        """The 4D masks the model takes: one per layer type when its config types layers,
+        else the sliding one for all layers (Mistral), or the full one without windows."""
+        if sliding is None:
+            return full
+        if self._typed_masks:
+            return {"full_attention": full, "sliding_attention": sliding}
+        return sliding
 
     def _prefill(
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
@@ -358,18 +361,13 @@ class CompiledDecode:
         # A padding position attends to itself only: its (unused) state stays finite.
         eye = cols[None, :] == cols[:, None]
         full = ((causal[None] & mask[:, None, :]) | eye[None])[:, None]
-        masks: torch.Tensor | dict[str, torch.Tensor] = full
+        sliding = None
         if self._window is not None:
             sliding = full & (cols[:, None] - cols[None, :] < self._window)
-            masks = (
-                {"full_attention": full, "sliding_attention": sliding}
-                if self._typed_masks
-                else sliding
-            )
         captured = [CaptureLayer() for _ in range(self._num_layers)]
         out = self.model(
             input_ids=ids,
-            attention_mask=masks,
+            attention_mask=self._masks(full, sliding),
             position_ids=positions,
             cache=Cache(layers=captured),
             **self._kwargs,
@@ -396,7 +394,7 @@ class CompiledDecode:
             out = self._prefill_run(ids, positions, mask)
         except Exception as exc:
             self._prefill_errors += 1
-            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            reason = _reason(exc)
             if self._prefill_errors >= MAX_PREFILL_ERRORS:
                 self.prefill_failed = reason
                 logger.warning("compiled prefill disabled (%s)", reason)
@@ -474,7 +472,7 @@ class CompiledDecode:
         try:
             self.compile_now(shape, layout)
         except Exception as exc:  # any failure: stay eager, say so once
-            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+            reason = _reason(exc)
             if columns == 0:  # prefills run eagerly, decode steps keep their graphs
                 self.prefill_failed = reason
                 logger.warning("compiled prefill disabled (%s)", reason)

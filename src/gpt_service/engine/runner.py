@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 from transformers import DynamicCache
-from transformers.cache_utils import Cache, CacheLayerMixin, DynamicLayer
+from transformers.cache_utils import Cache, CacheLayerMixin
 
 from gpt_service.engine.compiled import MIN_COLUMNS, CompiledDecode, bucket, slot_bucket
 from gpt_service.engine.sampling import RunOutput, Sampler
@@ -183,10 +183,9 @@ class ModelRunner:
         self._sdpa = "cache" in params and getattr(config, "_attn_implementation", None) == "sdpa"
         # Sliding-window layers, as transformers' own cache decides them: rows are right-aligned,
         # so a window is the same last columns for every row.
-        self._layer_kinds = DynamicCache(config=config).layers
         windows = {
             layer.sliding_window
-            for layer in self._layer_kinds
+            for layer in DynamicCache(config=config).layers
             if getattr(layer, "is_sliding", False)
         }
         if len(windows) > 1 or (windows and not self._sdpa):
@@ -246,31 +245,21 @@ class ModelRunner:
         adapters = [s.adapter or BASE_ADAPTER for s in seqs]
         if self.before_forward is not None:
             self.before_forward()
+        cache = DynamicCache(config=self.model.config)
         compiled = self.compiled
+        out = None
         if compiled is not None and compiled.prefill_ready(len(seqs), width):
             out = compiled.prefill(ids, positions, mask)
-            if out is not None:
-                logits, keys, values = out
-                self._place(seqs, self._prefilled(keys, values), mask, adapters)
-                return logits
-        cache = DynamicCache(config=self.model.config)
-        logits = self._forward(
-            adapters, cache, input_ids=ids, attention_mask=mask, position_ids=positions
-        )
-        self._place(seqs, cache.layers, mask, adapters)
+        if out is not None:  # the graph's keys/values in the model's own layers (and windows)
+            logits, keys, values = out
+            for layer, k, v in zip(cache.layers, keys, values, strict=True):
+                layer.keys, layer.values, layer.is_initialized = k, v, True
+        else:
+            logits = self._forward(
+                adapters, cache, input_ids=ids, attention_mask=mask, position_ids=positions
+            )
+        self._place(seqs, cache, mask, adapters)
         return logits
-
-    def _prefilled(self, keys: list[torch.Tensor], values: list[torch.Tensor]) -> list[Any]:
-        """A compiled prefill's keys and values as prefill cache layers (``_place`` takes
-        either), each with its layer's sliding window."""
-        layers = []
-        for like, k, v in zip(self._layer_kinds, keys, values, strict=True):
-            layer = DynamicLayer()
-            layer.keys, layer.values, layer.is_initialized = k, v, True
-            if getattr(like, "is_sliding", False):
-                layer.is_sliding, layer.sliding_window = True, like.sliding_window
-            layers.append(layer)
-        return layers
 
     @torch.inference_mode()
     def decode(self, seqs: Seq[Sequence]) -> torch.Tensor:
@@ -377,19 +366,19 @@ class ModelRunner:
         self._set_window(self.start, self.end + n)
 
     def _place(
-        self, seqs: Seq[Sequence], new: list[Any], mask: torch.Tensor, adapters: list[str]
+        self, seqs: Seq[Sequence], new: DynamicCache, mask: torch.Tensor, adapters: list[str]
     ) -> None:
         """Copy freshly prefilled sequences (left-padded to ``width``) into free slots."""
         width = mask.shape[1]
         free = [i for i, sid in enumerate(self.slots) if sid is None]
         if self.cache is None or len(free) < len(seqs) or width > self.end:
-            self._relayout(self._used_slots(), len(seqs), min_end=width, template=new)
+            self._relayout(self._used_slots(), len(seqs), min_end=width, template=new.layers)
             free = [i for i, sid in enumerate(self.slots) if sid is None]
         assert self.cache is not None and self.mask is not None and self.lens is not None
         targets = free[: len(seqs)]
         index = torch.tensor(targets, device=self.device)
         lo = self.end - width
-        for layer, fresh in zip(self.cache.layers, new, strict=True):
+        for layer, fresh in zip(self.cache.layers, new.layers, strict=True):
             kept = fresh.keys.shape[2]  # sliding-window layers keep only the last columns
             layer.keys[index, :, self.end - kept : self.end] = fresh.keys
             layer.values[index, :, self.end - kept : self.end] = fresh.values
