@@ -117,7 +117,7 @@ def _http(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
     env, extra = _server_env(args)
     figures: dict[str, Any] = {}
     with start_server(Path(args.work_dir) / "data", *extra, env=env) as server:
-        _warm_compiled(server, prompts, args.clients)
+        _warm_compiled(server, prompts, args.clients, args.new_tokens)
         for clients in args.clients:
             per_client = max(2, 32 // clients)
             probe = asyncio.run(run_clients(server.url, prompts, clients, 1, args.new_tokens))
@@ -158,12 +158,12 @@ def _ab(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
     base, extra = _server_env(args)
     gguf = peers.to_gguf(args.model_dir, "f32") if args.peer else None
     clients = args.clients[0]
-    per_client = max(2, 32 // clients)
+    per_client = args.per_client or max(2, 32 // clients)
     runs: dict[str, list[Any]] = {name: [] for name, _ in [*variants, ("llama.cpp", {})]}
     data_dir = Path(args.work_dir) / "data"
     with start_servers(data_dir, *extra, envs=[{**base, **env} for _, env in variants]) as servers:
         for server in servers:
-            _warm_compiled(server, prompts, [clients])
+            _warm_compiled(server, prompts, [clients], args.new_tokens)
         for r in range(args.rounds):
             order = list(range(len(variants)))
             order = order[r % len(order) :] + order[: r % len(order)]
@@ -215,6 +215,9 @@ def main() -> None:
         help="name:K=V,... server env of one side of an A/B run (repeat; runs only the A/B)",
     )
     parser.add_argument("--rounds", type=int, default=5, help="A/B rounds")
+    parser.add_argument(
+        "--per-client", type=int, default=0, help="A/B: requests per client and round"
+    )
     parser.add_argument("--peer", action="store_true", help="A/B: llama.cpp one stream too")
     parser.add_argument("--pyspy", action="store_true", help="sample the server with py-spy")
     parser.add_argument("--work-dir", default="/tmp/gpt-service-profile")

@@ -57,13 +57,16 @@ def _service_row(
     return result
 
 
-def _warm_compiled(server: Any, prompts: list[str], clients: list[int]) -> None:
+def _warm_compiled(
+    server: Any, prompts: list[str], clients: list[int], new_tokens: int = 64
+) -> None:
     """Warm-up waves until no graph (decode or prefill) is being compiled and a wave starts
-    no new one."""
+    no new one. A wave's requests are as long as the measured ones, two per client (the
+    shapes a round meets follow the sequences' lengths and how they overlap)."""
     for _ in range(20):
         before = server.log().count("compiling the ")
         for c in sorted({1, *clients}):
-            asyncio.run(run_clients(server.url, prompts, c, 1, 8))
+            asyncio.run(run_clients(server.url, prompts, c, 2, new_tokens))
         for _ in range(600):  # each graph takes ~20-60 s on 2 busy cores
             log = server.log()
             started = log.count("compiling the ")
@@ -137,7 +140,7 @@ def run_model(
     with start_server(data_dir, *extra, env=env) as server, contextlib.ExitStack() as stack:
         pid = server.process.pid
         # Warm-up, so one-time costs (graph compilation included) are not charged to any row.
-        _warm_compiled(server, prompts, args.clients)
+        _warm_compiled(server, prompts, args.clients, args.new_tokens)
         _baseline(baselines.sequential, model, tokenizer, prompts[:2], 8)
         peer_url = ""
         if gguf is not None:

@@ -107,7 +107,7 @@ def main() -> None:
     rows: list[tuple[float, float, float, float, int]] = []
     with start_server(Path(args.work_dir)) as server:
         # Warm-up: compiles the schema and the decode graphs (not charged to any round).
-        _warm_compiled(server, prompts, [args.clients])
+        _warm_compiled(server, prompts, [args.clients], args.new_tokens)
         asyncio.run(run_clients(server.url, prompts, 2, 1, args.new_tokens, True))
         for i in range(args.rounds):
             free = asyncio.run(
