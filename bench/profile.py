@@ -3,9 +3,10 @@
 Three views of the same decode work, on the demo model (or ``--model-dir``):
 
 - ``inproc``: one stream through the engine in this process (no HTTP), tok/s;
-- ``http``: the service in a child process with 1 and with N streaming clients, tok/s, with
-  ``py-spy`` (``pip install py-spy``) sampling the server: the top functions by own time and
-  the share of each thread (engine, event loop, compile) in ``<out>/*.txt``;
+- ``http``: the service in a child process with 1 and with N streaming clients, tok/s, what
+  each busy server thread did (on a CPU, runnable but waiting for one, context switches), and
+  with ``--pyspy`` (``pip install py-spy``) sampling the server: the top functions by own time
+  and the share of each thread (engine, event loop, compile) in ``<out>/*.txt``;
 - ``--variant NAME:K=V,...`` (repeated): an A/B run instead, one server per variant (its
   environment: ``PYTHONPATH=/other/checkout/src`` runs another version of the code) side by
   side, one client (``--clients``), ``--rounds`` interleaved rounds, medians and ratios to the
@@ -99,6 +100,41 @@ def summarize(raw: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+def _threads(pid: int) -> dict[int, tuple[int, int, int, int]]:
+    """Per thread of ``pid`` (Linux): nanoseconds on a CPU and waiting runnable for one
+    (``schedstat``), voluntary and involuntary context switches."""
+    out = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            run, wait, _ = map(int, Path(f"/proc/{pid}/task/{tid}/schedstat").read_text().split())
+            status = Path(f"/proc/{pid}/task/{tid}/status").read_text().splitlines()
+        except OSError:  # the thread ended
+            continue
+        fields = dict(line.split(":\t", 1) for line in status if ":\t" in line)
+        switches = int(fields["voluntary_ctxt_switches"]), int(fields["nonvoluntary_ctxt_switches"])
+        out[int(tid)] = (run, wait, *switches)
+    return out
+
+
+def cpu_split(pid: int, before: dict[int, Any], after: dict[int, Any], wall: float) -> str:
+    """What each busy server thread did over ``wall`` seconds: on a CPU, runnable but waiting
+    for one (the cores were taken), and context switches per second."""
+    lines = []
+    deltas = {
+        tid: [a - b for a, b in zip(now, before.get(tid, (0, 0, 0, 0)), strict=True)]
+        for tid, now in after.items()
+    }
+    for tid, (run, wait, vol, invol) in sorted(deltas.items(), key=lambda kv: -kv[1][0]):
+        if run < 0.02 * wall * 1e9:
+            continue
+        lines.append(
+            f"  thread {tid}{' (main)' if tid == pid else ''}: on a CPU {run / wall / 1e9:.0%}, "
+            f"runnable-waiting {wait / wall / 1e9:.0%}, switches/s {vol / wall:.0f} voluntary "
+            f"{invol / wall:.0f} involuntary"
+        )
+    return "\n".join(lines)
+
+
 def _server_env(args: argparse.Namespace) -> tuple[dict[str, str], list[str]]:
     """The served model's environment (compile switch, ``--env``) and ``serve`` arguments."""
     env = {"GPT_SERVICE_ENGINE__COMPILE": "false" if args.no_compile else "true"}
@@ -119,15 +155,23 @@ def _http(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
     with start_server(Path(args.work_dir) / "data", *extra, env=env) as server:
         _warm_compiled(server, prompts, args.clients, args.new_tokens)
         for clients in args.clients:
-            per_client = max(2, 32 // clients)
+            per_client = args.per_client or max(2, 32 // clients)
             probe = asyncio.run(run_clients(server.url, prompts, clients, 1, args.new_tokens))
             seconds = probe.wall * per_client + 2
             raw = args.out / f"http-{clients}.raw"
             spy = _pyspy(server.process.pid, seconds, raw) if args.pyspy else None
             time.sleep(0.5 if spy else 0)
+            before, start = _threads(server.process.pid), time.perf_counter()
             result = asyncio.run(
                 run_clients(server.url, prompts, clients, per_client, args.new_tokens)
             )
+            split = cpu_split(
+                server.process.pid,
+                before,
+                _threads(server.process.pid),
+                time.perf_counter() - start,
+            )
+            logger.info("%d clients, server threads:\n%s", clients, split)
             figures[f"http {clients} clients tok/s"] = round(result.throughput, 1)
             figures[f"http {clients} clients ITL p50 ms"] = round(
                 percentile(result.itls, 50) * 1000, 2
@@ -216,7 +260,7 @@ def main() -> None:
     )
     parser.add_argument("--rounds", type=int, default=5, help="A/B rounds")
     parser.add_argument(
-        "--per-client", type=int, default=0, help="A/B: requests per client and round"
+        "--per-client", type=int, default=0, help="requests per client (and A/B round)"
     )
     parser.add_argument("--peer", action="store_true", help="A/B: llama.cpp one stream too")
     parser.add_argument("--pyspy", action="store_true", help="sample the server with py-spy")
