@@ -201,10 +201,10 @@ def main() -> None:
     # enough to keep up with the back-to-back ops of a decode step, short enough to leave the
     # cores to the event loop, the clients and training workers (which run PASSIVE) when the
     # engine waits. On 2 cores a 16-row decode step took 6.2 ms (2 threads, this spin), 7.8 ms
-    # (1 thread), 10.1 ms (2 threads, PASSIVE). ACTIVE keeps that spin when libgomp manages more
-    # threads than cores (the team left by loading or warm-up on another thread): it then spins
-    # at most 1,000 times, and the engine thread's 77M one-slot step took 13.0 ms instead of 7.9
-    # (2 threads). An explicit OMP_WAIT_POLICY wins; training workers run PASSIVE (launcher).
+    # (1 thread), 10.1 ms (2 threads, PASSIVE). Once libgomp manages more threads than cores it
+    # spins at most 1,000 times whatever this says (ACTIVE; 100 unset): torch work off the
+    # engine thread runs on threads that end, so their OpenMP teams go (loader.on_own_thread,
+    # the compile thread). An explicit OMP_WAIT_POLICY wins; training workers run PASSIVE.
     if "OMP_WAIT_POLICY" not in os.environ:
         os.environ["OMP_WAIT_POLICY"] = "ACTIVE"
         os.environ.setdefault("GOMP_SPINCOUNT", "100000")

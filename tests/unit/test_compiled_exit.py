@@ -8,6 +8,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
+
 from tests.tiny_models import save_llama
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -81,3 +83,56 @@ def test_a_stopped_compiler_and_its_model_are_freed(tmp_path: Path) -> None:
     del compiled, model
     gc.collect()
     assert gone() is None
+
+
+def test_an_idle_compile_thread_ends_and_a_later_graph_starts_another(
+    tmp_path: Path, monkeypatch
+) -> None:
+    # An idle compile thread ends (and its OpenMP team with it: ``loader.on_own_thread``).
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from gpt_service.engine import compiled as compiled_module
+    from gpt_service.engine.compiled import CompiledDecode
+
+    monkeypatch.setattr(compiled_module, "IDLE_EXIT_SECONDS", 0.05)
+    model = AutoModelForCausalLM.from_pretrained(save_llama(tmp_path / "tiny")).eval()
+    cfg = model.config
+    layout = [(cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads,
+               torch.float32)] * cfg.num_hidden_layers  # fmt: skip
+    compiled = CompiledDecode(
+        model, {"use_cache": True}, None, False, lambda n: 1, backend=lambda gm, ex: gm.forward
+    )
+    assert not compiled.ready((1, 256), layout)
+    first = compiled._thread
+    assert first is not None
+    first.join(120)
+    assert not first.is_alive() and compiled._thread is None  # built, then idle: ended
+    assert compiled.ready((1, 256), layout)
+    assert not compiled.ready((4, 256), layout)  # a new shape: a new thread builds it
+    second = compiled._thread
+    assert second is not None and second is not first
+    second.join(120)
+    assert compiled.ready((4, 256), layout) and compiled._thread is None
+
+
+async def test_on_own_thread_returns_or_raises_and_its_thread_ends() -> None:
+    import threading
+
+    from gpt_service.engine.loader import on_own_thread
+
+    seen: list[threading.Thread] = []
+
+    def work(x: int) -> int:
+        seen.append(threading.current_thread())
+        if x < 0:
+            raise ValueError("negative")
+        return x * 2
+
+    assert await on_own_thread(work, 21) == 42
+    with pytest.raises(ValueError, match="negative"):
+        await on_own_thread(work, -1)
+    assert threading.main_thread() not in seen and len(set(seen)) == 2  # a thread per call
+    for thread in seen:
+        thread.join(5)
+        assert not thread.is_alive()

@@ -51,6 +51,7 @@ Layout = list[tuple[int, int, torch.dtype]]  # per layer: kv heads, head dim, dt
 MIN_COLUMNS = 256  # smallest column bucket: short chats all fit one graph
 EXIT_WAIT_SECONDS = 120.0  # at exit, the longest wait for a compilation in flight
 MAX_PREFILL_ERRORS = 3  # compiled prefills that may fail before it is turned off
+IDLE_EXIT_SECONDS = 1.0  # an idle compile thread ends after this long (a new one starts later)
 # One capture at a time (each loaded model has its own compile thread): see DirectCall.capture.
 _capture_lock = threading.Lock()
 
@@ -313,7 +314,8 @@ class CompiledDecode:
         self._direct: dict[tuple[int, int], DirectCall] = {}  # graphs called without guards
         self._wanted: set[tuple[int, int]] = set()
         self._jobs: queue.SimpleQueue[tuple[tuple[int, int], Layout] | None] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # while compiling (ends when idle)
+        self._start_lock = threading.Lock()
         self.failed: str | None = None  # why compilation was given up (then always eager)
 
     # ---- the step -------------------------------------------------------------------------
@@ -430,13 +432,17 @@ class CompiledDecode:
             return shape in self._ready
         if self.failed is None and shape not in self._wanted:
             self._wanted.add(shape)
-            self._jobs.put((shape, layout))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._work, name="compile-decode", daemon=True
-                )
-                self._thread.start()
-                _compilers.add(self)
+            # The compile thread ends once idle: it runs graphs on dummy buffers, so it keeps an
+            # OpenMP team while it lives, and a second team shortens the engine's OpenMP spin
+            # (``loader.on_own_thread``).
+            with self._start_lock:
+                self._jobs.put((shape, layout))
+                if self._thread is None:
+                    self._thread = threading.Thread(
+                        target=self._work, name="compile-decode", daemon=True
+                    )
+                    self._thread.start()
+                    _compilers.add(self)
         return False
 
     def stop(self) -> None:
@@ -455,8 +461,16 @@ class CompiledDecode:
         thread.join(timeout)
 
     def _work(self) -> None:
-        while (job := self._jobs.get()) is not None and self.failed is None:
-            if self._stopped:
+        while True:
+            try:
+                job = self._jobs.get(timeout=IDLE_EXIT_SECONDS)
+            except queue.Empty:  # idle: end the thread, and its OpenMP team (see ready)
+                with self._start_lock:
+                    if self._jobs.empty():
+                        self._thread = None
+                        return
+                continue
+            if job is None or self.failed is not None or self._stopped:
                 return
             self._compile_logged(*job)
 

@@ -154,7 +154,7 @@ class ModelRegistry:
                 source = self.resolve_source(model_path or name)
                 adapter_dir = self.resolve_adapter_dir(lora_adapter) if lora_adapter else None
                 check_memory(source, self.settings.limits.min_free_memory_mb)
-                loaded = await asyncio.to_thread(
+                loaded = await loader.on_own_thread(  # its OpenMP team goes with it
                     load_local, self.settings, name, source, adapter_dir, self.num_threads
                 )
         except BaseException:
