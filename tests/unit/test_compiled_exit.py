@@ -57,11 +57,9 @@ def test_exit_waits_for_a_compile_in_flight(tmp_path: Path) -> None:
     assert marker.read_text() == "compiled"  # the exit waited for the compile to end
 
 
-def test_a_stopped_compiler_and_its_model_are_freed(tmp_path: Path) -> None:
-    # The exit hook holds compilers weakly: an unloaded model is not kept for the process's life.
-    import gc
-    import weakref
-
+def _background_compiler(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A ``CompiledDecode`` of a tiny Llama compiling in the background with a backend that
+    returns the graph as is (fast), and the model's cache layout."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -74,6 +72,16 @@ def test_a_stopped_compiler_and_its_model_are_freed(tmp_path: Path) -> None:
     compiled = CompiledDecode(
         model, {"use_cache": True}, None, False, lambda n: 1, backend=lambda gm, ex: gm.forward
     )
+    return compiled, layout
+
+
+def test_a_stopped_compiler_and_its_model_are_freed(tmp_path: Path) -> None:
+    # The exit hook holds compilers weakly: an unloaded model is not kept for the process's life.
+    import gc
+    import weakref
+
+    compiled, layout = _background_compiler(tmp_path)
+    model = compiled.model
     compiled.ready((1, 256), layout)
     thread = compiled._thread
     assert thread is not None
@@ -89,20 +97,10 @@ def test_an_idle_compile_thread_ends_and_a_later_graph_starts_another(
     tmp_path: Path, monkeypatch
 ) -> None:
     # An idle compile thread ends (and its OpenMP team with it: ``loader.on_own_thread``).
-    import torch
-    from transformers import AutoModelForCausalLM
-
     from gpt_service.engine import compiled as compiled_module
-    from gpt_service.engine.compiled import CompiledDecode
 
     monkeypatch.setattr(compiled_module, "IDLE_EXIT_SECONDS", 0.05)
-    model = AutoModelForCausalLM.from_pretrained(save_llama(tmp_path / "tiny")).eval()
-    cfg = model.config
-    layout = [(cfg.num_key_value_heads, cfg.hidden_size // cfg.num_attention_heads,
-               torch.float32)] * cfg.num_hidden_layers  # fmt: skip
-    compiled = CompiledDecode(
-        model, {"use_cache": True}, None, False, lambda n: 1, backend=lambda gm, ex: gm.forward
-    )
+    compiled, layout = _background_compiler(tmp_path)
     assert not compiled.ready((1, 256), layout)
     first = compiled._thread
     assert first is not None
