@@ -34,6 +34,7 @@ import os
 import queue
 import threading
 import time
+import types
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -263,6 +264,33 @@ class StaticSlotLayer(_GraphLayer):
         return self.keys.shape[2], 0
 
 
+def unwrap_hub_kernel_forwards(model: torch.nn.Module) -> int:
+    """Give each module whose class forward is wrapped by the ``kernels`` package
+    (``use_kernelized_func``, transformers >= 5.25 on Llama, Qwen2, Mistral attention) its own
+    forward back; returns how many.
+
+    That wrapper hands the module's kernel functions to a global variable that, while any thread
+    is tracing for ``torch.compile``, every thread reads and writes: an eager step on the engine
+    thread during a graph's build in the compile thread changed it under the trace, and the
+    build failed ("Unexpected type <class 'dict'>" creating a guard on it), leaving the server
+    eager for good. The hub kernels it routes to are for GPUs; on the CPU every call ends in the
+    function itself, so the wrapper does nothing here but that."""
+    unwrapped = 0
+    for module in model.modules():
+        forward = type(module).forward
+        original = getattr(forward, "__wrapped__", None)
+        code = getattr(forward, "__code__", None)
+        if original is None or code is None or code.co_name != "new_forward":
+            continue
+        if "forward" in vars(module):  # already its own
+            continue
+        if "kernels" not in Path(code.co_filename).parts:
+            continue
+        module.forward = types.MethodType(original, module)
+        unwrapped += 1
+    return unwrapped
+
+
 class CompiledDecode:
     """Compiled decode graphs of one model, one per (slots, columns) bucket, built in the
     background; ``ready(shape, layout)`` says whether a step of that shape can run compiled."""
@@ -278,6 +306,7 @@ class CompiledDecode:
         background: bool = True,
     ) -> None:
         self.model = model
+        unwrap_hub_kernel_forwards(model)  # before the first trace (see there)
         self._kwargs = forward_kwargs  # use_cache, logits_to_keep; the cache goes in as "cache"
         self._window = window
         self._typed_masks = typed_masks
