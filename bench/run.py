@@ -76,6 +76,9 @@ def _warm_compiled(
             time.sleep(1)
         if started == before:
             logger.info("compiled decode graphs ready: %d", started)
+            for line in log.splitlines():  # the figures that follow are not the compiled ones
+                if "serving eagerly" in line or "compiled prefill disabled" in line:
+                    logger.error("the server gave up compiling: %s", line)
             return
 
 
