@@ -45,6 +45,8 @@ def server_binary() -> Path:
 
 
 def is_built() -> bool:
+    if not python().exists():  # a machine that never built them
+        return False
     ok = subprocess.run([python(), "-c", "import llama_cpp"], capture_output=True).returncode == 0
     return ok and server_binary().exists() and (cache_dir() / "src" / SDIST).is_dir()
 
