@@ -46,7 +46,8 @@ async def on_own_thread(fn: Callable[..., T], *args: Any) -> T:
     there are cores it spins only ~1,000 times before sleeping, whatever ``GOMP_SPINCOUNT``
     says. A loading thread left in the default executor kept one such team, and the engine's
     OpenMP worker then slept and was woken 2,000-3,500 times a second (demo model, 2 cores,
-    over HTTP: 1 client 820 -> 1061 tok/s, 16 clients 1922 -> 2294 with that team gone)."""
+    over HTTP, A/B of 4 rounds: 1 client 826 -> 1008 tok/s, 16 clients 1897 -> 2119 with the
+    loading and idle compile threads' teams gone; README, Benchmark)."""
     future: Future[T] = Future()
 
     def run() -> None:
