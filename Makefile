@@ -44,7 +44,7 @@ test: install-dev
 	bash scripts/install-postgres.sh
 	$(BIN)/ruff check src tests bench
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto --maxprocesses=4 --dist loadfile
 
 bench: install-dev
 	$(BIN)/python -m bench.run
