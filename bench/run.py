@@ -57,6 +57,10 @@ def _service_row(
     return result
 
 
+# The server's log lines when it gives up compiling (the decode graphs, the prefill graphs).
+GAVE_UP = ("serving eagerly", "compiled prefill disabled")
+
+
 def _warm_compiled(
     server: Any, prompts: list[str], clients: list[int], new_tokens: int = 64
 ) -> None:
@@ -70,14 +74,14 @@ def _warm_compiled(
         for _ in range(600):  # each graph takes ~20-60 s on 2 busy cores
             log = server.log()
             started = log.count("compiling the ")
-            failed = log.count("serving eagerly") + log.count("compiled prefill disabled")
+            failed = sum(log.count(text) for text in GAVE_UP)
             if started == log.count(" ready in ") + failed:
                 break
             time.sleep(1)
         if started == before:
             logger.info("compiled decode graphs ready: %d", started)
             for line in log.splitlines():  # the figures that follow are not the compiled ones
-                if "serving eagerly" in line or "compiled prefill disabled" in line:
+                if any(text in line for text in GAVE_UP):
                     logger.error("the server gave up compiling: %s", line)
             return
 
