@@ -43,9 +43,15 @@ class OneDNNLinear(torch.nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // max(x.shape[-1], 1)
         if rows > 1 and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            weight = self._packed if torch.compiler.is_compiling() else self.pack()
-            if weight is None:  # a copy traced before its first eager call
-                weight = self.weight
+            if torch.compiler.is_compiling():
+                weight = self._packed
+                if weight is None:  # a copy traced before its first eager call
+                    weight = self.weight
+                # The layer's sizes are constants of a dynamic-shape graph (prefill), not
+                # arguments of each call.
+                torch._dynamo.mark_static(weight)
+            else:
+                weight = self.pack()
             return torch.ops.mkldnn._linear_pointwise(x, weight, self.bias, "none", [None], "")
         return F.linear(x, self.weight, self.bias)
 
