@@ -200,10 +200,10 @@ def _ab(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
 
     variants = [_variant(v) for v in args.variant]
     base, extra = _server_env(args)
-    gguf = peers.to_gguf(args.model_dir, "f32") if args.peer else None
+    ggufs = {f"llama.cpp {t}": peers.to_gguf(args.model_dir, t) for t in args.peer}
     clients = args.clients[0]
     per_client = args.per_client or max(2, 32 // clients)
-    runs: dict[str, list[Any]] = {name: [] for name, _ in [*variants, ("llama.cpp", {})]}
+    runs: dict[str, list[Any]] = {name: [] for name in [n for n, _ in variants] + list(ggufs)}
     data_dir = Path(args.work_dir) / "data"
     with start_servers(data_dir, *extra, envs=[{**base, **env} for _, env in variants]) as servers:
         for server in servers:
@@ -216,8 +216,8 @@ def _ab(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
                     run_clients(servers[i].url, prompts, clients, per_client, args.new_tokens)
                 )
                 runs[variants[i][0]].append(result)
-            if gguf is not None:
-                runs["llama.cpp"].append(peers.one_stream_result(gguf, prompts, args.new_tokens))
+            for peer, gguf in ggufs.items():
+                runs[peer].append(peers.one_stream_result(gguf, prompts, args.new_tokens))
             logger.info(
                 "round %d: %s", r + 1, {k: round(v[-1].throughput, 1) for k, v in runs.items() if v}
             )
@@ -234,7 +234,7 @@ def _ab(args: argparse.Namespace, prompts: list[str]) -> dict[str, Any]:
         figures[f"{name} TTFT p50 ms"] = round(
             statistics.median(percentile(x.ttfts, 50) for x in results) * 1000, 2
         )
-        for other in (first, "llama.cpp"):
+        for other in (first, *ggufs):
             if other != name and runs[other]:
                 ratios = [
                     a.throughput / b.throughput for a, b in zip(results, runs[other], strict=True)
@@ -262,7 +262,14 @@ def main() -> None:
     parser.add_argument(
         "--per-client", type=int, default=0, help="requests per client (and A/B round)"
     )
-    parser.add_argument("--peer", action="store_true", help="A/B: llama.cpp one stream too")
+    parser.add_argument(
+        "--peer",
+        nargs="?",
+        const=["f32"],
+        default=[],
+        type=lambda s: s.split(",") if s else [],
+        help="A/B: llama.cpp one stream too, on GGUF f32 (or the types given: f32,q8_0)",
+    )
     parser.add_argument("--pyspy", action="store_true", help="sample the server with py-spy")
     parser.add_argument("--work-dir", default="/tmp/gpt-service-profile")
     parser.add_argument("--out", type=Path, default=Path("/tmp/gpt-service-profile/out"))

@@ -5,6 +5,8 @@ For each model: (1) sequential ``model.generate``, (2) a static padded batch, (3
 time, and the llama.cpp peers on the same weights (GGUF f32, see ``bench/peers``): (5)
 llama.cpp one stream, (6) llama-server with the same clients. Writes
 ``bench/results/<model>.md`` and ``.png`` and prints the ratios and the targets.
+``--quantization int8`` serves int8 weights against the peers on GGUF Q8_0
+(``bench/results/<model>-int8.md``).
 
 The service's compiled decode graphs are built (or loaded from the inductor cache under the
 work directory) during a warm-up before anything is measured.
@@ -106,7 +108,8 @@ def _peer_gguf(args: argparse.Namespace, model_dir: Path) -> Path | None:
         logger.warning("llama.cpp peers not built (bench/peers/build.sh or --build-peers): skipped")
         return None
     peers.build()
-    return peers.to_gguf(model_dir, "f32")
+    # The service's int8 layers against llama.cpp's 8-bit type (Q8_0), float32 against f32.
+    return peers.to_gguf(model_dir, "q8_0" if args.quantization == "int8" else "f32")
 
 
 def _one_stream(gguf: Path, prompts: list[str], new_tokens: int) -> Result:
@@ -140,6 +143,7 @@ def run_model(
     extra = [] if model_dir == DEMO_MODEL_DIR else ["--model", name, "--model-path", str(model_dir)]
     env = {"GPT_SERVICE_MODEL_DIRS": json.dumps([str(model_dir.parent)])}
     env["GPT_SERVICE_ENGINE__COMPILE"] = "false" if args.no_compile else "true"
+    env["GPT_SERVICE_ENGINE__QUANTIZATION"] = args.quantization
     gguf = _peer_gguf(args, model_dir)
     startup = _startup_seconds(data_dir, extra, env)
     rounds: list[dict[str, Result]] = []
@@ -233,6 +237,12 @@ def main() -> None:
         "--quick", action="store_true", help="iterate: 1 round, 1 and 16 clients, 2 requests each"
     )
     parser.add_argument("--no-compile", action="store_true", help="the service decodes eagerly")
+    parser.add_argument(
+        "--quantization",
+        choices=["none", "int8"],
+        default="none",
+        help="the service's weights; int8 runs the peers on GGUF Q8_0 (results: <model>-int8)",
+    )
     parser.add_argument("--no-peers", action="store_true", help="skip llama.cpp / llama-server")
     parser.add_argument(
         "--build-peers", action="store_true", help="build the peers if needed (~15 min, once)"
@@ -255,6 +265,12 @@ def main() -> None:
             else build_random_100m(Path(args.work_dir) / "models" / name, DEMO_MODEL_DIR)
         )
         results, rounds, notes = run_model(args, name, model_dir, prompts)
+        if args.quantization != "none":
+            notes.append(
+                f"- the service with {args.quantization} weights, llama.cpp and llama-server on "
+                "GGUF Q8_0; the transformers baselines in float32"
+            )
+            name = f"{name}-{args.quantization}"
         write_report(args.out, name, results, args, rounds, notes)  # prints the table and targets
 
 

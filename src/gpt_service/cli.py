@@ -54,6 +54,9 @@ def serve(
     data_dir: Annotated[Path | None, typer.Option(help="data directory")] = None,
     device: Annotated[str | None, typer.Option(help="auto | cpu | cuda | mps")] = None,
     dtype: Annotated[str | None, typer.Option(help="auto | float32 | float16 | bfloat16")] = None,
+    quantization: Annotated[
+        str | None, typer.Option(help="none | int8: linear-layer weights of local models")
+    ] = None,
     log_level: Annotated[str, typer.Option(help="logging level")] = "info",
 ) -> None:
     """Start the HTTP server (Swagger UI at /docs)."""
@@ -71,6 +74,7 @@ def serve(
         data_dir=data_dir,
         device=device,
         dtype=dtype,
+        engine={"quantization": quantization} if quantization else None,
         log_level=log_level.upper(),
     )
     uvicorn.run(

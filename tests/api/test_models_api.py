@@ -99,6 +99,21 @@ async def test_switch_changes_the_default_model(multi: httpx.AsyncClient, tiny_d
         ({"model_name": "demo", "model_path": "demo"}, 409),
         ({"model_name": "x", "model_path": "demo", "lora_adapter": "../../etc"}, 400),
         ({"model_name": "x", "model_path": "demo", "lora_adapter": "models/none"}, 404),
+        ({"model_name": "x", "model_path": "demo", "quantization": "int4"}, 400),
+        (
+            {"model_name": "x", "model_path": "demo", "quantization": "int8", "lora_adapter": "a"},
+            400,
+        ),
+        (
+            {
+                "model_name": "x",
+                "backend": "openai",
+                "base_url": "http://127.0.0.1:9/v1",
+                "remote_model": "m",
+                "quantization": "int8",
+            },
+            400,
+        ),
     ],
 )
 async def test_load_errors(client: httpx.AsyncClient, body: dict, status: int):
@@ -121,3 +136,24 @@ async def test_unload_with_requests_in_flight_ends_them_cleanly(
         assert response.status_code in (200, 503), response.text
         assert "detail" in response.json() or "text" in response.json()
     assert (await multi.get("/health")).json()["model_manager"] is True
+
+
+async def test_an_int8_model_loads_answers_and_refuses_adapters(
+    multi: httpx.AsyncClient, tiny_dir: Path
+):
+    from tests.api.test_evaluation_api import save_random_adapter
+
+    tiny = tiny_dir / "models" / "tiny-llama"
+    body = {"model_name": "demo8", "model_path": "demo", "quantization": "int8"}
+    r = await multi.post("/models/load", json=body)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"]["quantization"] == "int8"
+    assert (await multi.get("/models/demo")).json()["quantization"] == "none"
+    params = {"max_tokens": 8, "temperature": 0, "ignore_eos": True}
+    for name in ("demo8", "demo"):
+        gen = await multi.post("/generate", json={"prompt": "你好", "model_name": name, **params})
+        assert gen.status_code == 200 and gen.json()["tokens_generated"] == 8
+    settings = multi.app.state.settings  # type: ignore[attr-defined]
+    adapter = save_random_adapter(tiny, settings.data_dir / "models" / "lora" / "rand")
+    r = await multi.post("/models/demo8/adapters", json={"adapter_path": str(adapter)})
+    assert r.status_code == 400 and "quantization" in r.json()["detail"]

@@ -19,6 +19,7 @@ from gpt_service.engine.chat import encode_prompt, render_chat
 from gpt_service.engine.compiled import use_cache_dir
 from gpt_service.engine.engine import Engine
 from gpt_service.engine.onednn import use_onednn_linear
+from gpt_service.engine.quantize import quantize_int8
 from gpt_service.engine.types import (
     Completion,
     Constraint,
@@ -26,7 +27,7 @@ from gpt_service.engine.types import (
     SamplingParams,
     StreamDelta,
 )
-from gpt_service.errors import ModelNotFound, Unavailable
+from gpt_service.errors import InvalidRequest, ModelNotFound, Unavailable
 
 
 @dataclass
@@ -110,13 +111,26 @@ def default_adapter_name(adapter_dir: Path) -> str:
 
 
 def load_local(
-    s: Settings, name: str, source: str, adapter_dir: Path | None, num_threads: int
+    s: Settings,
+    name: str,
+    source: str,
+    adapter_dir: Path | None,
+    num_threads: int,
+    quantization: str | None = None,
 ) -> LoadedModel:
-    """Load weights (and a default adapter) and start the model's engine thread (blocking)."""
+    """Load weights (and a default adapter) and start the model's engine thread (blocking).
+    ``quantization``: this model's, instead of the engine setting's."""
     if s.engine.compile:  # compiled graphs survive a restart
         use_cache_dir(s.data_dir / "cache" / "inductor")
     options = loader.LoadOptions(s.device, s.dtype, s.trust_remote_code, s.allow_pickle_weights)
+    quantization = quantization or s.engine.quantization
+    if quantization == "int8" and adapter_dir is not None:
+        raise InvalidRequest(
+            "LoRA adapters need a model loaded without quantization (quantization 'none')"
+        )
     model, tokenizer, device = loader.load_model(source, options)
+    if quantization == "int8":
+        quantize_int8(model)
     if s.engine.onednn_linear:
         use_onednn_linear(model)
     adapters: dict[str, str] = {}
@@ -151,6 +165,7 @@ def load_local(
         lora_adapter=str(adapter_dir) if adapter_dir else None,
         adapters=list(adapters),
         loaded_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        quantization=quantization,
     )
     return LoadedModel(name, source, engine, model, tokenizer, info, default_adapter, adapters)
 

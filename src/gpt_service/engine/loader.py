@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from gpt_service.engine.quantize import is_quantized
 from gpt_service.errors import InvalidRequest, ModelNotFound
 
 logger = logging.getLogger(__name__)
@@ -113,6 +114,10 @@ def attach_adapter(model: Any, adapter_dir: Path, adapter_name: str) -> Any:
 
     if not (adapter_dir / "adapter_config.json").is_file():
         raise ModelNotFound(f"no LoRA adapter (adapter_config.json) in '{adapter_dir}'")
+    if is_quantized(model):
+        raise InvalidRequest(
+            "LoRA adapters need a model loaded without quantization (quantization 'none')"
+        )
     try:
         if isinstance(model, PeftModel):
             model.load_adapter(str(adapter_dir), adapter_name=adapter_name)

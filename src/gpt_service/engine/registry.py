@@ -146,7 +146,11 @@ class ModelRegistry:
             self.current = model.name
 
     async def load(
-        self, name: str, model_path: str | None = None, lora_adapter: str | None = None
+        self,
+        name: str,
+        model_path: str | None = None,
+        lora_adapter: str | None = None,
+        quantization: str | None = None,
     ) -> ModelInfo:
         self._reserve(name)
         try:
@@ -155,7 +159,13 @@ class ModelRegistry:
                 adapter_dir = self.resolve_adapter_dir(lora_adapter) if lora_adapter else None
                 check_memory(source, self.settings.limits.min_free_memory_mb)
                 loaded = await loader.on_own_thread(  # its OpenMP team goes with it
-                    load_local, self.settings, name, source, adapter_dir, self.num_threads
+                    load_local,
+                    self.settings,
+                    name,
+                    source,
+                    adapter_dir,
+                    self.num_threads,
+                    quantization,
                 )
         except BaseException:
             self.loading.discard(name)

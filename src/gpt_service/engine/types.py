@@ -109,3 +109,4 @@ class ModelInfo:
     adapters: list[str]
     loaded_at: str
     is_current: bool = False
+    quantization: str = "none"  # "int8": weight-only int8 linear layers (engine/quantize.py)

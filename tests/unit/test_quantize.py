@@ -1,0 +1,80 @@
+"""Weight-only int8 linear layers (engine/quantize.py) on real model code paths."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gpt_service.engine import loader
+from gpt_service.engine.quantize import Int8Linear, is_quantized, quantize_int8
+from gpt_service.errors import InvalidRequest
+from tests.unit.test_runner import COMPILED_SCHEDULE, _compiled_run, _model, _prompts, _run
+
+
+def test_an_int8_layer_is_close_to_its_float_layer() -> None:
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(96, 40)
+    quantized = Int8Linear(layer)
+    assert quantized.qweight.dtype == torch.int8 and quantized.qweight.shape == (40, 96)
+    assert quantized.qweight.abs().max() == 127  # each row's largest weight uses the full range
+    x = torch.randn(5, 96)
+    with torch.no_grad():
+        expected = layer(x)
+        got = quantized(x)
+    # per-channel int8: the error of each weight is at most half a step of its row's scale
+    assert (got - expected).abs().max() < 0.02 * expected.abs().max()
+    dequantized = quantized.qweight.float() * quantized.scale[:, None]
+    torch.testing.assert_close(got, F.linear(x, dequantized, layer.bias))
+
+
+def test_a_model_keeps_its_answers_with_int8_layers(tiny_dir: Path) -> None:
+    model = _model(tiny_dir, "tiny-llama")
+    reference = _model(tiny_dir, "tiny-llama")
+    linears = sum(isinstance(m, torch.nn.Linear) for m in model.modules())
+    assert quantize_int8(model) == linears and is_quantized(model)
+    assert not any(isinstance(m, torch.nn.Linear) for m in model.modules())
+    ids = torch.tensor([_prompts(model.config.vocab_size)["b"]])
+    with torch.inference_mode():
+        got, expected = model(ids).logits, reference(ids).logits
+    cosine = F.cosine_similarity(got.flatten(), expected.flatten(), dim=0)
+    assert cosine > 0.999, float(cosine)
+
+
+def test_int8_decode_gives_the_same_tokens_compiled_eager_alone_and_by_generate(
+    tiny_dir: Path,
+) -> None:
+    """As for float models (test_runner): greedy tokens of the int8 model are the same in any
+    batch, compiled or eager, and the same as transformers' ``generate`` on that model."""
+    model = _model(tiny_dir, "tiny-llama")
+    quantize_int8(model)
+    prompts = _prompts(model.config.vocab_size)
+    compiled, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
+    assert runner.compiled is not None and runner.compiled.failed is None
+    assert runner.compiled.prefill_failed is None and runner.compiled.num_prefills == 2
+    assert set(runner.compiled._direct) == {(1, 256), (4, 256)}
+    eager, _, _ = _run(model, COMPILED_SCHEDULE, prompts)
+    assert compiled == eager
+    for joins in COMPILED_SCHEDULE.values():
+        for name, _, n in joins:
+            alone, _, _ = _compiled_run(model, {0: [(name, 0, n)]}, prompts)
+            assert alone[name] == compiled[name], name
+            with torch.inference_mode():
+                reference = model.generate(
+                    torch.tensor([prompts[name]]),
+                    max_new_tokens=n,
+                    min_new_tokens=n,
+                    do_sample=False,
+                    pad_token_id=0,
+                )
+            assert alone[name] == reference[0, len(prompts[name]) :].tolist(), name
+
+
+def test_lora_adapters_are_refused_on_an_int8_model(tiny_dir: Path, tmp_path: Path) -> None:
+    model = _model(tiny_dir, "tiny-llama")
+    quantize_int8(model)
+    (tmp_path / "adapter_config.json").write_text("{}")
+    with pytest.raises(InvalidRequest, match="without quantization"):
+        loader.attach_adapter(model, tmp_path, "a")
