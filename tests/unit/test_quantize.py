@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gpt_service.engine import loader
+from gpt_service.engine import loader, onednn
 from gpt_service.engine.quantize import Int8Linear, is_quantized, quantize_int8
 from gpt_service.errors import InvalidRequest
 from tests.unit.test_runner import COMPILED_SCHEDULE, _compiled_run, _model, _prompts, _run
@@ -28,6 +28,22 @@ def test_an_int8_layer_is_close_to_its_float_layer() -> None:
     assert (got - expected).abs().max() < 0.02 * expected.abs().max()
     dequantized = quantized.qweight.float() * quantized.scale[:, None]
     torch.testing.assert_close(got, F.linear(x, dequantized, layer.bias))
+
+
+@pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN")
+def test_rows_take_the_packed_dequantized_weight_and_one_row_the_int8_one() -> None:
+    torch.manual_seed(0)
+    layer = Int8Linear(torch.nn.Linear(96, 40))
+    layer.pack()
+    assert layer._packed is not None
+    dequantized = layer.dequantized()
+    with torch.inference_mode():
+        for shape in [(1, 96), (5, 96), (2, 7, 96)]:
+            x = torch.randn(shape)
+            torch.testing.assert_close(layer(x), F.linear(x, dequantized, layer.bias))
+        layer._packed = onednn.pack_weight(torch.zeros(40, 96))  # which weight each reads
+        assert layer(torch.randn(3, 96)).sub(layer.bias).abs().max() == 0
+        assert layer(torch.randn(1, 96)).sub(layer.bias).abs().max() > 0
 
 
 def test_a_model_keeps_its_answers_with_int8_layers(tiny_dir: Path) -> None:

@@ -130,7 +130,7 @@ def load_local(
         )
     model, tokenizer, device = loader.load_model(source, options)
     if quantization == "int8":
-        quantize_int8(model)
+        quantize_int8(model, packed=s.engine.onednn_linear)
     if s.engine.onednn_linear:
         use_onednn_linear(model)
     adapters: dict[str, str] = {}

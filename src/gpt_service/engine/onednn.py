@@ -61,7 +61,7 @@ class OneDNNLinear(torch.nn.Linear):
         # Inference tensors keep no version counter: only a new weight is seen there.
         source = (weight.data_ptr(), -1 if weight.is_inference() else weight._version)
         if self._packed is None or self._packed_from != source:
-            self._packed = torch.ops.mkldnn._reorder_linear_weight(weight.detach(), PACK_ROWS)
+            self._packed = pack_weight(weight.detach())
             self._packed_from = source
         return self._packed
 
@@ -72,6 +72,11 @@ class OneDNNLinear(torch.nn.Linear):
         state.pop("_packed", None)
         state.pop("_packed_from", None)
         return state
+
+
+def pack_weight(weight: torch.Tensor) -> torch.Tensor:
+    """A float32 ``(out, in)`` weight in oneDNN's blocked layout (for ``_linear_pointwise``)."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
 
 
 def use_onednn_linear(model: torch.nn.Module) -> int:
