@@ -31,19 +31,32 @@ def test_an_int8_layer_is_close_to_its_float_layer() -> None:
 
 
 @pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN")
-def test_rows_take_the_packed_dequantized_weight_and_one_row_the_int8_one() -> None:
+@pytest.mark.parametrize("bf16", [False, True])
+def test_each_product_takes_its_weight(bf16: bool) -> None:
+    """One row: the int8 weight; rows of one token each (a batched decode step): the packed
+    dequantized weight; a prompt's tokens: the int8 values as bfloat16 when ``bf16``."""
     torch.manual_seed(0)
     layer = Int8Linear(torch.nn.Linear(96, 40))
-    layer.pack()
-    assert layer._packed is not None
+    layer.pack(bf16=bf16)
+    assert layer._packed is not None and (layer._packed_bf16 is not None) == bf16
     dequantized = layer.dequantized()
     with torch.inference_mode():
-        for shape in [(1, 96), (5, 96), (2, 7, 96)]:
+        for shape in [(1, 96), (1, 1, 96), (5, 96), (6, 1, 96), (2, 7, 96)]:
             x = torch.randn(shape)
-            torch.testing.assert_close(layer(x), F.linear(x, dequantized, layer.bias))
-        layer._packed = onednn.pack_weight(torch.zeros(40, 96))  # which weight each reads
-        assert layer(torch.randn(3, 96)).sub(layer.bias).abs().max() == 0
-        assert layer(torch.randn(1, 96)).sub(layer.bias).abs().max() > 0
+            expected = F.linear(x, dequantized, layer.bias)
+            if bf16 and shape == (2, 7, 96):  # inputs and sums rounded to bfloat16
+                rounded = F.linear(x.bfloat16().float(), layer.qweight.float()).bfloat16()
+                torch.testing.assert_close(layer(x), rounded.float() * layer.scale + layer.bias)
+                torch.testing.assert_close(layer(x), expected, rtol=0.02, atol=0.02)
+            else:
+                torch.testing.assert_close(layer(x), expected)
+        zero = onednn.pack_weight(torch.zeros(40, 96))
+        layer._packed = zero
+        if bf16:
+            layer._packed_bf16 = onednn.pack_weight(torch.zeros(40, 96, dtype=torch.bfloat16))
+        for shape, reads_int8 in [((1, 96), True), ((3, 1, 96), False), ((1, 4, 96), False)]:
+            out = layer(torch.randn(shape)) - layer.bias
+            assert (out.abs().max() > 0) == reads_int8, shape
 
 
 def test_a_model_keeps_its_answers_with_int8_layers(tiny_dir: Path) -> None:

@@ -1,23 +1,34 @@
 """Weight-only int8 linear layers for serving (``quantization: int8``), the counterpart of
-llama.cpp's Q8_0: a quarter of float32's bytes per weight, activations stay in float.
+llama.cpp's Q8_0: a one-row decode step reads a quarter of float32's bytes per weight.
 
-Each ``nn.Linear`` of the model's blocks keeps its weight as int8 with one scale per output
-channel (symmetric, the scheme of torchao's ``Int8WeightOnlyConfig``), the output head too. A forward dequantizes in the product:
-``linear(x, int8.to(x.dtype)) * scale``. In the compiled one-slot decode step the product is a
-reduction (``compiled.py``) that reads the int8 weights directly: the 84 products of the 77M
-model take 2.6 ms instead of 11.5 ms in float32 (2 threads). torchao's own int8 weight-only
-tensors ran the same model's step in 18.5 ms (float32 activations) or 10.3 ms (bfloat16,
-compiled) here, against 17.5 ms unquantized: hence a layer of our own.
+Each ``nn.Linear`` of the model, the output head included, keeps its weight as int8 with one
+scale per output channel (symmetric, the scheme of torchao's ``Int8WeightOnlyConfig``). One row
+is ``linear(x, int8.to(x.dtype)) * scale``: in the compiled one-slot step that product is a
+reduction (``compiled.py``) reading the int8 weights directly. The 77M model's one-slot step
+alone takes 6.4 ms instead of 15.4 ms in float32 (2 threads; ``tests``: greedy tokens the same
+compiled, eager, alone, in batches and by ``generate`` on the int8 model). torchao's own int8
+weight-only tensors ran that model's step in 18.5 ms (float32 activations) or 10.3 ms
+(bfloat16, compiled) here, against 17.5 ms unquantized through the same ``torch.compile``:
+hence a layer of our own.
 
-Products of more than one row (prefills, batched decode steps) are bound by arithmetic, not
-by reading weights: with oneDNN (``onednn.py``) each layer also keeps its dequantized weight
-packed in oneDNN's blocked layout, as float32 layers do, and those products run as fast as
-float32's. Dequantizing per product instead made a 16-slot step of the 77M model 36 -> 58 ms.
-Memory: the int8 weights, the packed copy and the float embeddings (77M model: about 400 MB
-against float32's 620 MB with its packed copy).
+Products of more than one row are bound by arithmetic, not by reading weights, and each layer
+keeps copies in oneDNN's blocked layout for them (``onednn.py``):
+
+- a batched decode step (rows of one token each) takes the dequantized float32 weight, as fast
+  as float32 layers (dequantizing per product instead: 77M model, 16-slot step 58 vs 38 ms);
+- a prompt's tokens (prefill), on CPUs with AMX, take the int8 values as bfloat16 (exact) with
+  the inputs and sums rounded to bfloat16 (oneDNN runs them on AMX tiles): 77M model, 40-token
+  prompt 19.8 ms against 45.7 ms on the float32 copy. Prompts alone or in batches take the same
+  path, so greedy tokens stay the same alone and in any batch.
+
+Memory per weight: 1 byte, plus 4 for the float32 copy and 2 for the bfloat16 one, against 8
+for float32 layers with their packed copy; the one-row steps read the int8 byte only.
 """
 
 from __future__ import annotations
+
+import functools
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +36,22 @@ import torch.nn.functional as F
 from gpt_service.engine import onednn
 
 _QMAX = 127
+
+
+def amx_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX), read from Linux's
+    CPU flags; oneDNN's bfloat16 products elsewhere would be emulated, and slower."""
+    return _cpu_flags() >= {"amx_bf16", "amx_tile"}
+
+
+@functools.cache
+def _cpu_flags() -> frozenset[str]:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return frozenset()
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return frozenset(flags.partition(":")[2].split())
 
 
 class Int8Linear(torch.nn.Module):
@@ -40,28 +67,39 @@ class Int8Linear(torch.nn.Module):
         self.register_buffer("qweight", qweight.to(torch.int8))
         self.register_buffer("scale", scale.to(weight.dtype))
         self.bias = linear.bias
-        self._packed: torch.Tensor | None = None  # the dequantized weight, packed by oneDNN
+        self._packed: torch.Tensor | None = None  # dequantized, for batched decode steps
+        self._packed_bf16: torch.Tensor | None = None  # the int8 values, for prompts (AMX)
 
     def dequantized(self) -> torch.Tensor:
         return self.qweight.to(self.scale.dtype) * self.scale[:, None]
 
-    def pack(self) -> None:
-        """Keep the dequantized weight in oneDNN's layout for products of several rows."""
-        if onednn.available() and self.scale.dtype == torch.float32:
-            self._packed = onednn.pack_weight(self.dequantized())
+    def pack(self, bf16: bool | None = None) -> None:
+        """Keep copies in oneDNN's layout: the dequantized float32 weight, and for prompts the
+        int8 values as bfloat16 (exact) when ``bf16`` (default: on CPUs with AMX)."""
+        if not onednn.available() or self.scale.dtype != torch.float32:
+            return
+        self._packed = onednn.pack_weight(self.dequantized())
+        use_bf16 = amx_bf16() if bf16 is None else bf16
+        self._packed_bf16 = (
+            onednn.pack_weight(self.qweight.to(torch.bfloat16)) if use_bf16 else None
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        rows = x.numel() // max(x.shape[-1], 1)
-        packed = self._packed
-        if (
-            rows > 1
-            and packed is not None
-            and x.dtype == torch.float32
-            and not torch.is_grad_enabled()
-        ):
-            if torch.compiler.is_compiling():
-                torch._dynamo.mark_static(packed)  # sizes as constants (see OneDNNLinear)
-            return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [None], "")
+        packed, prompt = self._packed, self._packed_bf16
+        if packed is not None and x.dtype == torch.float32 and not torch.is_grad_enabled():
+            compiling = torch.compiler.is_compiling()
+            if prompt is not None and x.dim() > 2 and x.shape[-2] > 1:  # a prompt's tokens
+                if compiling:
+                    torch._dynamo.mark_static(prompt)  # sizes as constants (see OneDNNLinear)
+                sums = torch.ops.mkldnn._linear_pointwise(
+                    x.to(torch.bfloat16), prompt, None, "none", [None], ""
+                )
+                out = sums.to(x.dtype) * self.scale
+                return out if self.bias is None else out + self.bias
+            if x.numel() > x.shape[-1]:  # several rows
+                if compiling:
+                    torch._dynamo.mark_static(packed)
+                return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [None], "")
         out = F.linear(x, self.qweight.to(x.dtype)) * self.scale
         return out if self.bias is None else out + self.bias
 
