@@ -148,7 +148,9 @@ async def test_an_int8_model_loads_answers_and_refuses_adapters(
     r = await multi.post("/models/load", json=body)
     assert r.status_code == 200, r.text
     assert r.json()["model"]["quantization"] == "int8"
-    assert (await multi.get("/models/demo")).json()["quantization"] == "none"
+    demo = (await multi.get("/models/demo")).json()
+    assert demo["quantization"] == "none"
+    assert r.json()["model"]["num_parameters"] == demo["num_parameters"]
     params = {"max_tokens": 8, "temperature": 0, "ignore_eos": True}
     for name in ("demo8", "demo"):
         gen = await multi.post("/generate", json={"prompt": "你好", "model_name": name, **params})

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from gpt_service.engine.quantize import is_quantized
+from gpt_service.engine.quantize import int8_weights, is_quantized
 from gpt_service.errors import InvalidRequest, ModelNotFound
 
 logger = logging.getLogger(__name__)
@@ -150,7 +150,7 @@ def context_length(model: Any, tokenizer: Any) -> int:
 
 
 def count_parameters(model: Any) -> int:
-    return sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters()) + int8_weights(model)
 
 
 def _first_line(exc: Exception) -> str:

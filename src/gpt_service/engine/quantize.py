@@ -67,6 +67,7 @@ class Int8Linear(torch.nn.Module):
         self.register_buffer("qweight", qweight.to(torch.int8))
         self.register_buffer("scale", scale.to(weight.dtype))
         self.bias = linear.bias
+        self.copies_embeddings = False  # an output head tied to the input embeddings
         self._packed: torch.Tensor | None = None  # dequantized, for batched decode steps
         self._packed_bf16: torch.Tensor | None = None  # the int8 values, for prompts (AMX)
 
@@ -118,12 +119,24 @@ def quantize_int8(model: torch.nn.Module, packed: bool = True) -> int:
         for name, child in parent.named_children()
         if isinstance(child, torch.nn.Linear) and child.weight.is_floating_point()
     ]
+    get_embeddings = getattr(model, "get_input_embeddings", None)
+    embeddings = get_embeddings() if get_embeddings is not None else None
     for parent, name, child in targets:
         layer = Int8Linear(child)
+        layer.copies_embeddings = embeddings is not None and child.weight is embeddings.weight
         if packed and child.weight.device.type == "cpu":
             layer.pack()
         setattr(parent, name, layer)
     return len(targets)
+
+
+def int8_weights(model: torch.nn.Module) -> int:
+    """The model's weights held as int8 (an int8 copy of the embeddings not counted)."""
+    return sum(
+        m.qweight.numel()
+        for m in model.modules()
+        if isinstance(m, Int8Linear) and not m.copies_embeddings
+    )
 
 
 def is_quantized(model: torch.nn.Module) -> bool:
