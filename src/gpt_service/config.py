@@ -34,7 +34,7 @@ class EngineSettings(BaseModel):
     # float32 linear layers of more than one row through oneDNN instead of MKL (engine/onednn.py)
     onednn_linear: bool = Field(True, description="oneDNN linear layers on CPU")
     # Weights of local models' linear layers as int8 with a scale per output channel
-    # (engine/quantize.py): a quarter of the bytes, faster one-stream decoding on CPU.
+    # (engine/quantize.py): one-row decode steps read a quarter of float32's bytes.
     # A load request may choose otherwise for its model.
     quantization: Literal["none", "int8"] = Field(
         "none", description="none | int8 (weight-only, per output channel)"

@@ -27,7 +27,7 @@ from gpt_service.engine.types import (
     SamplingParams,
     StreamDelta,
 )
-from gpt_service.errors import InvalidRequest, ModelNotFound, Unavailable
+from gpt_service.errors import ModelNotFound, Unavailable
 
 
 @dataclass
@@ -124,10 +124,6 @@ def load_local(
         use_cache_dir(s.data_dir / "cache" / "inductor")
     options = loader.LoadOptions(s.device, s.dtype, s.trust_remote_code, s.allow_pickle_weights)
     quantization = quantization or s.engine.quantization
-    if quantization == "int8" and adapter_dir is not None:
-        raise InvalidRequest(
-            "LoRA adapters need a model loaded without quantization (quantization 'none')"
-        )
     model, tokenizer, device = loader.load_model(source, options)
     if quantization == "int8":
         quantize_int8(model, packed=s.engine.onednn_linear)
