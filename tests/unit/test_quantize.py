@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from gpt_service.engine import loader, onednn
 from gpt_service.engine.quantize import Int8Linear, is_quantized, quantize_int8
 from gpt_service.errors import InvalidRequest
-from tests.unit.test_runner import COMPILED_SCHEDULE, _compiled_run, _model, _prompts, _run
+from tests.unit.test_runner import _model, _prompts, check_compiled_tokens
 
 
 def test_an_int8_layer_is_close_to_its_float_layer() -> None:
@@ -79,26 +79,7 @@ def test_int8_decode_gives_the_same_tokens_compiled_eager_alone_and_by_generate(
     batch, compiled or eager, and the same as transformers' ``generate`` on that model."""
     model = _model(tiny_dir, "tiny-llama")
     quantize_int8(model)
-    prompts = _prompts(model.config.vocab_size)
-    compiled, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
-    assert runner.compiled is not None and runner.compiled.failed is None
-    assert runner.compiled.prefill_failed is None and runner.compiled.num_prefills == 2
-    assert set(runner.compiled._direct) == {(1, 256), (4, 256)}
-    eager, _, _ = _run(model, COMPILED_SCHEDULE, prompts)
-    assert compiled == eager
-    for joins in COMPILED_SCHEDULE.values():
-        for name, _, n in joins:
-            alone, _, _ = _compiled_run(model, {0: [(name, 0, n)]}, prompts)
-            assert alone[name] == compiled[name], name
-            with torch.inference_mode():
-                reference = model.generate(
-                    torch.tensor([prompts[name]]),
-                    max_new_tokens=n,
-                    min_new_tokens=n,
-                    do_sample=False,
-                    pad_token_id=0,
-                )
-            assert alone[name] == reference[0, len(prompts[name]) :].tolist(), name
+    check_compiled_tokens(model, model)
 
 
 def test_lora_adapters_are_refused_on_an_int8_model(tiny_dir: Path, tmp_path: Path) -> None:

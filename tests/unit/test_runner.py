@@ -181,6 +181,12 @@ def test_compiled_decode_gives_the_eager_and_generate_tokens(tiny_dir: Path, arc
     # transformers' own ``generate`` on an untouched copy.
     model, reference_model = _model(tiny_dir, arch), _model(tiny_dir, arch)
     assert use_onednn_linear(model) > 0
+    check_compiled_tokens(model, reference_model)
+
+
+def check_compiled_tokens(model, reference_model) -> None:
+    """``model``'s greedy tokens are the same compiled (every graph built and used) and
+    eager, alone and in batches, and the same as ``reference_model.generate`` gives."""
     prompts = _prompts(model.config.vocab_size)
     compiled, runner, _ = _compiled_run(model, COMPILED_SCHEDULE, prompts)
     assert runner.compiled is not None and runner.compiled.failed is None
