@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from gpt_service.engine import loader, onednn
 from gpt_service.engine.quantize import Int8Linear, is_quantized, quantize_int8
 from gpt_service.errors import InvalidRequest
-from tests.unit.test_runner import _model, _prompts, check_compiled_tokens
+from tests.unit.test_runner import _compiled_run, _model, _prompts, _run, check_compiled_tokens
 
 
 def test_an_int8_layer_is_close_to_its_float_layer() -> None:
@@ -88,3 +88,20 @@ def test_lora_adapters_are_refused_on_an_int8_model(tiny_dir: Path, tmp_path: Pa
     (tmp_path / "adapter_config.json").write_text("{}")
     with pytest.raises(InvalidRequest, match="without quantization"):
         loader.attach_adapter(model, tmp_path, "a")
+
+
+def test_float_and_int8_models_of_one_architecture_each_get_their_graphs(tiny_dir: Path) -> None:
+    """dynamo keys its graphs on the step's code, and the model's modules are not guarded
+    (``compiled.py``): a graph traced for float layers must not be taken for int8 ones, which
+    have no ``weight`` (it failed there with KeyError: 'weight' and served eagerly)."""
+    schedule = {0: [("a", 5, 6), ("c", 3, 4)]}
+    float_model = _model(tiny_dir, "tiny-llama")
+    int8_model = _model(tiny_dir, "tiny-llama")
+    quantize_int8(int8_model)
+    prompts = _prompts(float_model.config.vocab_size)
+    for model in (float_model, int8_model, float_model):
+        tokens, runner, _ = _compiled_run(model, schedule, prompts)
+        assert runner.compiled is not None and runner.compiled.failed is None
+        assert runner.compiled._direct  # its decode steps ran compiled
+        eager, _, _ = _run(model, schedule, prompts)
+        assert tokens == eager

@@ -307,6 +307,11 @@ class CompiledDecode:
     ) -> None:
         self.model = model
         unwrap_hub_kernel_forwards(model)  # before the first trace (see there)
+        # dynamo keys graphs on this class's code, and the model's modules are not guarded
+        # (``guard_filter_fn`` below): a graph traced for one model may serve another. The
+        # steps branch on this, so that only models of the same layer classes share graphs
+        # (a float model's graph for an int8 one failed with KeyError: 'weight').
+        self._layer_classes = ",".join(sorted({type(m).__qualname__ for m in model.modules()}))
         self._kwargs = forward_kwargs  # use_cache, logits_to_keep; the cache goes in as "cache"
         self._window = window
         self._typed_masks = typed_masks
@@ -357,6 +362,8 @@ class CompiledDecode:
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
     ) -> torch.Tensor:
+        if not self._layer_classes:  # never true: a guard on the model's layer classes
+            raise AssertionError
         layers = [StaticSlotLayer(k, v, column) for k, v in zip(keys, values, strict=True)]
         full = mask[:, None, None, :]
         sliding = None
@@ -386,6 +393,8 @@ class CompiledDecode:
     def _prefill(
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
+        if not self._layer_classes:  # never true: a guard on the model's layer classes
+            raise AssertionError
         width = ids.shape[1]
         cols = torch.arange(width, device=ids.device)
         causal = cols[None, :] <= cols[:, None]
