@@ -43,16 +43,10 @@ class OneDNNLinear(torch.nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // max(x.shape[-1], 1)
         if rows > 1 and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            if torch.compiler.is_compiling():
-                weight = self._packed
-                if weight is None:  # a copy traced before its first eager call
-                    weight = self.weight
-                # The layer's sizes are constants of a dynamic-shape graph (prefill), not
-                # arguments of each call.
-                torch._dynamo.mark_static(weight)
-            else:
-                weight = self.pack()
-            return torch.ops.mkldnn._linear_pointwise(x, weight, self.bias, "none", [None], "")
+            weight = self._packed if torch.compiler.is_compiling() else self.pack()
+            if weight is None:  # a copy traced before its first eager call
+                weight = self.weight
+            return packed_linear(x, weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
     def pack(self) -> torch.Tensor:
@@ -77,6 +71,17 @@ class OneDNNLinear(torch.nn.Linear):
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:
     """A float32 ``(out, in)`` weight in oneDNN's blocked layout (for ``_linear_pointwise``)."""
     return torch.ops.mkldnn._reorder_linear_weight(weight, PACK_ROWS)
+
+
+def packed_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``x`` times a weight from ``pack_weight`` (or a plain one), through oneDNN."""
+    if torch.compiler.is_compiling():
+        # The weight's sizes are constants of a dynamic-shape graph (prefill), not arguments
+        # of each call.
+        torch._dynamo.mark_static(weight)
+    return torch.ops.mkldnn._linear_pointwise(x, weight, bias, "none", [None], "")
 
 
 def use_onednn_linear(model: torch.nn.Module) -> int:

@@ -87,21 +87,15 @@ class Int8Linear(torch.nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         packed, prompt = self._packed, self._packed_bf16
+        sums = None
         if packed is not None and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            compiling = torch.compiler.is_compiling()
             if prompt is not None and x.dim() > 2 and x.shape[-2] > 1:  # a prompt's tokens
-                if compiling:
-                    torch._dynamo.mark_static(prompt)  # sizes as constants (see OneDNNLinear)
-                sums = torch.ops.mkldnn._linear_pointwise(
-                    x.to(torch.bfloat16), prompt, None, "none", [None], ""
-                )
-                out = sums.to(x.dtype) * self.scale
-                return out if self.bias is None else out + self.bias
-            if x.numel() > x.shape[-1]:  # several rows
-                if compiling:
-                    torch._dynamo.mark_static(packed)
-                return torch.ops.mkldnn._linear_pointwise(x, packed, self.bias, "none", [None], "")
-        out = F.linear(x, self.qweight.to(x.dtype)) * self.scale
+                sums = onednn.packed_linear(x.to(torch.bfloat16), prompt).to(x.dtype)
+            elif x.numel() > x.shape[-1]:  # several rows
+                return onednn.packed_linear(x, packed, self.bias)
+        if sums is None:
+            sums = F.linear(x, self.qweight.to(x.dtype))
+        out = sums * self.scale
         return out if self.bias is None else out + self.bias
 
     def extra_repr(self) -> str:
