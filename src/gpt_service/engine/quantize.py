@@ -27,9 +27,6 @@ for float32 layers with their packed copy; the one-row steps read the int8 byte 
 
 from __future__ import annotations
 
-import functools
-from pathlib import Path
-
 import torch
 import torch.nn.functional as F
 
@@ -39,19 +36,11 @@ _QMAX = 127
 
 
 def amx_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX), read from Linux's
-    CPU flags; oneDNN's bfloat16 products elsewhere would be emulated, and slower."""
-    return _cpu_flags() >= {"amx_bf16", "amx_tile"}
-
-
-@functools.cache
-def _cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
-    return frozenset(flags.partition(":")[2].split())
+    """Whether this CPU multiplies bfloat16 matrices in hardware (AMX), as torch's cpuinfo
+    sees it; oneDNN's bfloat16 products elsewhere would be emulated, and slower."""
+    get_capabilities = getattr(torch.cpu, "get_capabilities", None)  # not in every torch
+    capabilities = get_capabilities() if get_capabilities is not None else {}
+    return bool(capabilities.get("amx_bf16")) and bool(capabilities.get("amx_tile"))
 
 
 class Int8Linear(torch.nn.Module):
