@@ -353,6 +353,12 @@ class CompiledDecode:
         self.failed: str | None = None  # why compilation was given up (then always eager)
 
     # ---- the step -------------------------------------------------------------------------
+    def _guard_layer_classes(self) -> None:
+        """Traced: a branch on the model's layer classes, for dynamo to guard on (see
+        ``__init__``)."""
+        if not self._layer_classes:  # never true
+            raise AssertionError
+
     def _step(
         self,
         ids: torch.Tensor,
@@ -362,8 +368,7 @@ class CompiledDecode:
         keys: list[torch.Tensor],
         values: list[torch.Tensor],
     ) -> torch.Tensor:
-        if not self._layer_classes:  # never true: a guard on the model's layer classes
-            raise AssertionError
+        self._guard_layer_classes()
         layers = [StaticSlotLayer(k, v, column) for k, v in zip(keys, values, strict=True)]
         full = mask[:, None, None, :]
         sliding = None
@@ -393,8 +398,7 @@ class CompiledDecode:
     def _prefill(
         self, ids: torch.Tensor, positions: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, list[torch.Tensor], list[torch.Tensor]]:
-        if not self._layer_classes:  # never true: a guard on the model's layer classes
-            raise AssertionError
+        self._guard_layer_classes()
         width = ids.shape[1]
         cols = torch.arange(width, device=ids.device)
         causal = cols[None, :] <= cols[:, None]
