@@ -26,6 +26,7 @@ from gpt_service.engine.runner import ModelRunner
 from gpt_service.engine.sampling import RunOutput
 from gpt_service.engine.scheduler import Scheduler, StepPlan
 from gpt_service.engine.sequence import Sequence
+from gpt_service.engine.tracing import guard_fx_traces, module_calls
 from gpt_service.engine.types import Completion, SamplingParams, StreamDelta, TokenLogprob
 from gpt_service.errors import EngineOverloaded, GenerationFailed, InvalidRequest, ModelUnloaded
 
@@ -87,6 +88,7 @@ class Engine:
         # one HTTP client: inter-token latency 1.25 vs 1.36 ms). Without a decode pass next,
         # the loop flushes itself.
         self.runner.before_forward = self.outbox.flush
+        guard_fx_traces()  # graphs traced on other threads while this one runs the model
         self._thread = threading.Thread(target=self._loop, name=f"engine-{name}", daemon=True)
         self._thread.start()
 
@@ -205,7 +207,8 @@ class Engine:
                 self._wake.clear()
                 continue
             try:
-                self.step()
+                with module_calls():
+                    self.step()
             except Exception as exc:  # one bad step fails its requests, never the loop
                 logger.exception("engine %s step failed", self.name)
                 self._fail_running(f"internal error in model '{self.name}': {exc}")
@@ -226,7 +229,8 @@ class Engine:
     def _run_calls(self) -> None:
         for fn, future in self._take_calls():
             try:
-                future.set_result(fn())
+                with module_calls():
+                    future.set_result(fn())
             except Exception as exc:
                 future.set_exception(exc)
 
