@@ -33,6 +33,9 @@ class EngineSettings(BaseModel):
     compile: bool = Field(True, description="compiled decode steps on CPU")
     # float32 linear layers of more than one row through oneDNN instead of MKL (engine/onednn.py)
     onednn_linear: bool = Field(True, description="oneDNN linear layers on CPU")
+    # Local models' CPU weights copied into one block on transparent huge pages
+    # (engine/hugepages.py): one-slot decode steps stream them faster.
+    huge_pages: bool = Field(True, description="weights on transparent huge pages (CPU)")
     # Weights of local models' linear layers as int8 with a scale per output channel
     # (engine/quantize.py): one-row decode steps read a quarter of float32's bytes.
     # A load request may choose otherwise for its model.

@@ -18,6 +18,7 @@ from gpt_service.engine import loader
 from gpt_service.engine.chat import encode_prompt, render_chat
 from gpt_service.engine.compiled import use_cache_dir
 from gpt_service.engine.engine import Engine
+from gpt_service.engine.hugepages import move_to_huge_pages
 from gpt_service.engine.onednn import use_onednn_linear
 from gpt_service.engine.quantize import quantize_int8
 from gpt_service.engine.types import (
@@ -127,6 +128,8 @@ def load_local(
     model, tokenizer, device = loader.load_model(source, options)
     if quantization == "int8":
         quantize_int8(model, packed=s.engine.onednn_linear)
+    if s.engine.huge_pages and device.type == "cpu":
+        move_to_huge_pages(model)
     if s.engine.onednn_linear:
         use_onednn_linear(model)
     adapters: dict[str, str] = {}
