@@ -60,3 +60,16 @@ def test_a_model_under_one_huge_page_stays_where_it_is() -> None:
     where = layer.weight.data_ptr()
     assert move_to_huge_pages(layer) == 0
     assert layer.weight.data_ptr() == where
+
+
+def test_a_failed_mapping_leaves_the_weights_where_they_are(monkeypatch: pytest.MonkeyPatch):
+    """No memory for the block (or no THP support): the model loads as before, never a 500."""
+    model = AutoModelForCausalLM.from_pretrained(DEMO_MODEL_DIR).eval()
+    where = [p.data_ptr() for p in model.parameters()]
+
+    def no_memory(*args: object, **kwargs: object) -> None:
+        raise OSError(12, "Cannot allocate memory")
+
+    monkeypatch.setattr(mmap, "mmap", no_memory)
+    assert move_to_huge_pages(model) == 0
+    assert [p.data_ptr() for p in model.parameters()] == where

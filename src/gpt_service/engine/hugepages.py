@@ -50,8 +50,12 @@ def move_to_huge_pages(model: torch.nn.Module) -> int:
             total += -(-tensor.numel() * tensor.element_size() // ALIGN) * ALIGN
     if total < HUGE_PAGE:
         return 0
-    arena = mmap.mmap(-1, total + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
-    arena.madvise(mmap.MADV_HUGEPAGE)  # before the first touch: faults take whole 2 MiB pages
+    try:
+        arena = mmap.mmap(-1, total + HUGE_PAGE, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+        arena.madvise(mmap.MADV_HUGEPAGE)  # before the first touch: faults take 2 MiB pages
+    except OSError as exc:  # the model still loads, its weights where they are
+        logger.warning("weights stay on 4 KiB pages: %s", exc)
+        return 0
     raw = torch.frombuffer(arena, dtype=torch.uint8)  # keeps ``arena`` alive
     start = -raw.data_ptr() % HUGE_PAGE
     moved: dict[int, torch.Tensor] = {}
