@@ -56,3 +56,16 @@ def test_training_takes_the_plain_linear_with_gradients() -> None:
     layer(x).sum().backward()
     assert layer.weight.grad is not None
     torch.testing.assert_close(layer.weight.grad, x.sum(0).expand(40, 48))
+
+
+def test_prompts_read_the_plain_weight_and_decode_steps_the_packed_copy() -> None:
+    """A prompt's tokens skip the packed copy (it may not have been read for a while, see the
+    module's docstring); rows of one token each (a batched decode step) use it."""
+    layer = _switched()
+    layer._packed = onednn.pack_weight(torch.zeros(40, 48))
+    layer._packed_from = (layer.weight.data_ptr(), layer.weight._version)  # kept as it is
+    with torch.inference_mode():
+        prompt = torch.randn(1, 7, 48)
+        torch.testing.assert_close(layer(prompt), F.linear(prompt, layer.weight, layer.bias))
+        step = torch.randn(5, 1, 48)
+        torch.testing.assert_close(layer(step), layer.bias.expand(5, 1, 40))

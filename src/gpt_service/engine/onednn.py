@@ -7,6 +7,12 @@ decode step of the 76M model took 22.0 instead of 32.9 ms, the demo model's 3.3 
 Each layer also keeps its weight packed in oneDNN's blocked layout (one more copy of the
 weights: +300 MB for the 76M model), which is faster again: 416 vs 211 GFLOP/s at 16 rows, and
 the 76M model's 16-slot step 18.2 instead of 21.4 ms.
+Prompts read the plain weight, not the packed copy. Only batched decode steps read the packed
+copies, so when a prompt follows one-row steps (one stream) or an idle spell, the copies have
+not been read for a second or more, and a first read of memory on 4 KiB pages is then several
+times slower than hot on this VM (the weights themselves sit on huge pages, ``hugepages.py``).
+76M model, a 13-33 token prompt after 64 one-row steps: 95-117 ms on the packed copies, 45-58
+on the plain weight; back to back, both 35-46 ms.
 One-row products keep ``linear`` (the compiled step turns them into its own reductions, see
 ``compiled.py``), and so does anything that records gradients (training).
 """
@@ -43,9 +49,12 @@ class OneDNNLinear(torch.nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // max(x.shape[-1], 1)
         if rows > 1 and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            weight = self._packed if torch.compiler.is_compiling() else self.pack()
-            if weight is None:  # a copy traced before its first eager call
-                weight = self.weight
+            if is_prompt(x):
+                weight = self.weight  # see the module's docstring
+            else:
+                weight = self._packed if torch.compiler.is_compiling() else self.pack()
+                if weight is None:  # a copy traced before its first eager call
+                    weight = self.weight
             return packed_linear(x, weight, self.bias)
         return F.linear(x, self.weight, self.bias)
 
@@ -66,6 +75,12 @@ class OneDNNLinear(torch.nn.Linear):
         state.pop("_packed", None)
         state.pop("_packed_from", None)
         return state
+
+
+def is_prompt(x: torch.Tensor) -> bool:
+    """Whether a linear layer's input holds a prompt's tokens: ``(rows, tokens, features)``
+    with more than one token per row (a decode step has one)."""
+    return x.dim() > 2 and x.shape[-2] > 1
 
 
 def pack_weight(weight: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,7 @@ class Int8Linear(torch.nn.Module):
         packed, prompt = self._packed, self._packed_bf16
         sums = None
         if packed is not None and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            if prompt is not None and x.dim() > 2 and x.shape[-2] > 1:  # a prompt's tokens
+            if prompt is not None and onednn.is_prompt(x):
                 sums = onednn.packed_linear(x.to(torch.bfloat16), prompt).to(x.dtype)
             elif x.numel() > x.shape[-1]:  # several rows
                 return onednn.packed_linear(x, packed, self.bias)
