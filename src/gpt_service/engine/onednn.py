@@ -11,8 +11,8 @@ Prompts read the plain weight, not the packed copy. Only batched decode steps re
 copies, so when a prompt follows one-row steps (one stream) or an idle spell, the copies have
 not been read for a second or more, and a first read of memory on 4 KiB pages is then several
 times slower than hot on this VM (the weights themselves sit on huge pages, ``hugepages.py``).
-76M model, a 13-33 token prompt after 64 one-row steps: 95-117 ms on the packed copies, 45-58
-on the plain weight; back to back, both 35-46 ms.
+76M model, a 13-33 token prompt after 64 one-row steps: 95-117 ms on the packed copies, 45-69
+on the plain weight; back to back, both about 35-57 ms.
 One-row products keep ``linear`` (the compiled step turns them into its own reductions, see
 ``compiled.py``), and so does anything that records gradients (training).
 """
