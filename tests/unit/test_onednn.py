@@ -1,4 +1,4 @@
-"""oneDNN linear layers (engine/onednn.py): packed weights that follow the layer's weight."""
+"""Linear layers for inference (engine/onednn.py): copies of the weight that follow it."""
 
 import copy
 
@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from gpt_service.engine import onednn
+from gpt_service.engine.hugepages import move_to_huge_pages
 
 pytestmark = pytest.mark.skipif(not onednn.available(), reason="torch built without oneDNN")
 
@@ -18,13 +19,37 @@ def _switched(inputs: int = 48, outputs: int = 40) -> torch.nn.Linear:
     return layer[0]
 
 
-def test_rows_run_on_the_packed_weight_with_linears_result() -> None:
+@pytest.fixture(params=["transposed", "packed"])
+def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Which copy a layer keeps for batched steps: small weights a transposed one (``mm``),
+    larger ones oneDNN's packed one (here any weight counts as larger)."""
+    if request.param == "packed":
+        monkeypatch.setattr(onednn, "SMALL_WEIGHT", 0)
+    return request.param
+
+
+def test_rows_run_on_the_layers_copy_with_linears_result(kind: str) -> None:
     layer = _switched()
-    assert isinstance(layer, onednn.OneDNNLinear) and layer._packed is not None
+    assert isinstance(layer, onednn.OneDNNLinear)
+    if kind == "transposed":
+        assert layer._packed is None
+        torch.testing.assert_close(layer.weight_t, layer.weight.t(), rtol=0, atol=0)
+        assert layer.weight_t.is_contiguous()
+    else:
+        assert layer._packed is not None and layer.weight_t is None
     with torch.inference_mode():
-        for shape in [(1, 48), (5, 48), (2, 7, 48)]:
+        for shape in [(1, 48), (5, 48), (2, 7, 48), (6, 1, 48)]:
             x = torch.randn(shape)
             torch.testing.assert_close(layer(x), F.linear(x, layer.weight, layer.bias))
+
+
+def test_the_size_rule_gives_small_weights_the_transposed_copy() -> None:
+    small = torch.nn.Sequential(torch.nn.Linear(1024, 1024, bias=False))  # 1M weights
+    large = torch.nn.Sequential(torch.nn.Linear(1024, 1025, bias=False))
+    onednn.use_onednn_linear(small)
+    onednn.use_onednn_linear(large)
+    assert small[0].weight_t is not None and small[0]._packed is None
+    assert large[0].weight_t is None and large[0]._packed is not None
 
 
 def test_a_weight_changed_in_place_is_packed_again() -> None:
@@ -58,14 +83,33 @@ def test_training_takes_the_plain_linear_with_gradients() -> None:
     torch.testing.assert_close(layer.weight.grad, x.sum(0).expand(40, 48))
 
 
-def test_prompts_read_the_plain_weight_and_decode_steps_the_packed_copy() -> None:
-    """A prompt's tokens skip the packed copy (it may not have been read for a while, see the
+def test_prompts_read_the_plain_weight_and_decode_steps_the_copy(kind: str) -> None:
+    """A prompt's tokens skip the copy (it may not have been read for a while, see the
     module's docstring); rows of one token each (a batched decode step) use it."""
     layer = _switched()
-    layer._packed = onednn.pack_weight(torch.zeros(40, 48))
-    layer._packed_from = (layer.weight.data_ptr(), layer.weight._version)  # kept as it is
+    if kind == "transposed":
+        layer.weight_t = torch.zeros(48, 40)
+    else:
+        layer._packed = onednn.pack_weight(torch.zeros(40, 48))
     with torch.inference_mode():
         prompt = torch.randn(1, 7, 48)
         torch.testing.assert_close(layer(prompt), F.linear(prompt, layer.weight, layer.bias))
         step = torch.randn(5, 1, 48)
         torch.testing.assert_close(layer(step), layer.bias.expand(5, 1, 40))
+
+
+def test_weights_moved_onto_huge_pages_keep_their_transposed_copy() -> None:
+    """The loader switches the layers first, then moves weights and copies alike onto huge
+    pages (``hugepages.py``): a moved weight is the same weight, not copied again."""
+    model = torch.nn.Sequential(*[torch.nn.Linear(512, 512) for _ in range(4)])
+    assert onednn.use_onednn_linear(model) == 4
+    assert move_to_huge_pages(model) > 0
+    first = model[0]
+    moved = first.weight_t.data_ptr()
+    x = torch.randn(3, 1, 512)
+    with torch.inference_mode():
+        torch.testing.assert_close(first(x), F.linear(x, first.weight, first.bias))
+    assert first.weight_t.data_ptr() == moved  # not copied again off the huge pages
+    with torch.no_grad():
+        first.weight.mul_(2)  # changed in place: copied again
+        torch.testing.assert_close(first(x), F.linear(x, first.weight, first.bias))

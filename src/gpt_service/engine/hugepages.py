@@ -9,8 +9,9 @@ for 5 s took 53 ms instead of 302.
 
 So the loader copies every parameter and buffer into one ``mmap`` advised ``MADV_HUGEPAGE``
 (with the kernel's THP setting ``madvise`` or ``always``; nothing changes under ``never``),
-each at a 64-byte boundary. oneDNN's packed copies, which only batched decode steps read (see
-``onednn.py``), are oneDNN's own allocations and stay where they are.
+each at a 64-byte boundary, the small layers' transposed copies (buffers) with them.
+oneDNN's packed copies of larger layers (``onednn.py``) are oneDNN's own allocations and stay
+where they are.
 """
 
 from __future__ import annotations

@@ -128,10 +128,10 @@ def load_local(
     model, tokenizer, device = loader.load_model(source, options)
     if quantization == "int8":
         quantize_int8(model, packed=s.engine.onednn_linear)
-    if s.engine.huge_pages:  # CPU weights only (a GPU model's stay where they are)
-        move_to_huge_pages(model)
     if s.engine.onednn_linear:
         use_onednn_linear(model)
+    if s.engine.huge_pages:  # CPU weights only (a GPU model's stay where they are)
+        move_to_huge_pages(model)  # the linear layers' transposed copies too
     adapters: dict[str, str] = {}
     default_adapter = None
     if adapter_dir is not None:
