@@ -95,7 +95,8 @@ def _gemv_decompositions() -> dict[Any, Callable[..., Any]]:
 
     One row times a weight matrix is bound by reading the weights; torch's ``mm`` runs it on
     one core (76M model on 2 cores: 17.9 ms for a token's 84 matmuls, eager or compiled), the
-    reduction on both (6.8 ms, 44 GB/s; llama.cpp's f32 needs ~8 ms)."""
+    reduction on both (6.8 ms, 44 GB/s; llama.cpp's f32 needs ~8 ms). Attention of one query
+    per row is written out too (``_one_query_attention``)."""
     from torch._inductor.decomposition import select_decomp_table
 
     aten = torch.ops.aten
@@ -170,8 +171,8 @@ def _one_query_attention(
 
 
 def inductor_gemv(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
-    """The inductor backend with one-row matmuls as reductions (see ``_gemv_decompositions``)
-    and a C++ wrapper: the whole step is one call that runs without the GIL, so the event loop
+    """The inductor backend with one-row matmuls as reductions and one-query attention written
+    out (see ``_gemv_decompositions``) and a C++ wrapper: the whole step is one call that runs without the GIL, so the event loop
     streams tokens while the graph computes, and no Python runs between kernels (demo model,
     16 HTTP clients: 1077 vs 973 tok/s with the Python wrapper; 1 slot 1.06 vs 1.15 ms)."""
     from torch._inductor.compile_fx import compile_fx

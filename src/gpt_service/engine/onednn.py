@@ -16,10 +16,11 @@ layers transposed (its 1.5M-weight output layer, now packed, too) the demo's 16-
 layer of the 76M model transposed, 16 HTTP clients got 0.96x the tokens per second (5 rounds).
 Prompts read the plain weight, not the copy. Only batched decode steps read the copies, so
 when a prompt follows one-row steps (one stream) or an idle spell, the copies have not been
-read for a second or more, and a first read of memory on 4 KiB pages is then several
-times slower than hot on this VM (the weights themselves sit on huge pages, ``hugepages.py``).
-76M model, a 13-33 token prompt after 64 one-row steps: 95-117 ms on the packed copies, 45-69
-on the plain weight; back to back, both about 35-57 ms.
+read for a second or more, and a first read of them is then several times slower than hot on
+this VM (the weights themselves sit on huge pages, ``hugepages.py``). 76M model, a 13-33 token
+prompt after 64 one-row steps: 95-117 ms on the packed copies (4 KiB pages), 45-69 on the
+plain weight, back to back both about 35-57 ms; on transposed copies of every layer, on huge
+pages too, 80-107 ms against 53-74 on the plain weight.
 One-row products keep ``linear`` (the compiled step turns them into its own reductions, see
 ``compiled.py``), and so does anything that records gradients (training).
 """
