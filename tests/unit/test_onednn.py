@@ -83,9 +83,15 @@ def test_training_takes_the_plain_linear_with_gradients() -> None:
     torch.testing.assert_close(layer.weight.grad, x.sum(0).expand(40, 48))
 
 
-def test_prompts_read_the_plain_weight_and_decode_steps_the_copy(kind: str) -> None:
+@pytest.mark.parametrize("smallest", [True, False])
+def test_prompts_read_the_plain_weight_or_the_smallest_copies(
+    kind: str, smallest: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A prompt's tokens skip the copy (it may not have been read for a while, see the
-    module's docstring); rows of one token each (a batched decode step) use it."""
+    module's docstring) unless it is the transposed copy of one of the smallest weights
+    (``PROMPT_MM_WEIGHT``); rows of one token each (a batched decode step) use the copy."""
+    if not smallest:
+        monkeypatch.setattr(onednn, "PROMPT_MM_WEIGHT", 0)
     layer = _switched()
     if kind == "transposed":
         layer.weight_t = torch.zeros(48, 40)
@@ -93,7 +99,10 @@ def test_prompts_read_the_plain_weight_and_decode_steps_the_copy(kind: str) -> N
         layer._packed = onednn.pack_weight(torch.zeros(40, 48))
     with torch.inference_mode():
         prompt = torch.randn(1, 7, 48)
-        torch.testing.assert_close(layer(prompt), F.linear(prompt, layer.weight, layer.bias))
+        if kind == "transposed" and smallest:
+            torch.testing.assert_close(layer(prompt), layer.bias.expand(1, 7, 40))
+        else:
+            torch.testing.assert_close(layer(prompt), F.linear(prompt, layer.weight, layer.bias))
         step = torch.randn(5, 1, 48)
         torch.testing.assert_close(layer(step), layer.bias.expand(5, 1, 40))
 

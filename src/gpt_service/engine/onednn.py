@@ -14,7 +14,8 @@ product, which dominated the demo model's layers (Intel Xeon, 2 threads, 16 rows
 layers transposed (its 1.5M-weight output layer, now packed, too) the demo's 16-slot step took
 4.1 instead of 5.8 ms, 4 slots 1.8 instead of 3.0. Larger weights stay packed: with every
 layer of the 76M model transposed, 16 HTTP clients got 0.96x the tokens per second (5 rounds).
-Prompts read the plain weight, not the copy. Only batched decode steps read the copies, so
+Prompts read the plain weight, not a packed copy, and only the smallest layers' transposed
+copies (``PROMPT_MM_WEIGHT``). Only batched decode steps read the copies, so
 when a prompt follows one-row steps (one stream) or an idle spell, the copies have not been
 read for a second or more, and a first read of them is then several times slower than hot on
 this VM (the weights themselves sit on huge pages, ``hugepages.py``). 76M model, a 13-33 token
@@ -42,6 +43,11 @@ logger = logging.getLogger(__name__)
 # weight and 130 through MKL; 4 rows 247 against 82).
 PACK_ROWS = 16
 SMALL_WEIGHT = 1 << 20  # a weight of at most this many values is copied transposed (see above)
+# Prompts too read the transposed copy of a weight of at most this many values: their
+# products are small enough that oneDNN's fixed cost per call counts (demo model, a 45-token
+# prompt after 64 decode steps, in-process: 6.1-7.2 ms against 8.0-8.3 on the plain weights;
+# the 77M model's k/v projections (196K values) 55.6-63.4 ms against 62.7-65.2).
+PROMPT_MM_WEIGHT = 1 << 18
 
 
 def available() -> bool:
@@ -60,8 +66,8 @@ class OneDNNLinear(torch.nn.Linear):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         rows = x.numel() // max(x.shape[-1], 1)
         if rows > 1 and x.dtype == torch.float32 and not torch.is_grad_enabled():
-            if is_prompt(x):  # see the module's docstring
-                return packed_linear(x, self.weight, self.bias)
+            if is_prompt(x) and (self.weight_t is None or self.weight.numel() > PROMPT_MM_WEIGHT):
+                return packed_linear(x, self.weight, self.bias)  # see the module's docstring
             if not torch.compiler.is_compiling():
                 self.pack()
             if self.weight_t is not None:

@@ -19,13 +19,19 @@ import logging
 import os
 from collections.abc import Callable
 from collections.abc import Sequence as Seq
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 from transformers import DynamicCache
 from transformers.cache_utils import Cache, CacheLayerMixin
 
-from gpt_service.engine.compiled import MIN_COLUMNS, CompiledDecode, bucket, slot_bucket
+from gpt_service.engine.compiled import (
+    MIN_COLUMNS,
+    CompiledDecode,
+    Layout,
+    bucket,
+    slot_bucket,
+)
 from gpt_service.engine.sampling import RunOutput, Sampler
 from gpt_service.engine.sequence import Sequence
 from gpt_service.errors import InvalidRequest
@@ -86,6 +92,17 @@ class SlotLayer(CacheLayerMixin):
         return -1
 
 
+class _StepBuffers(NamedTuple):
+    """What every compiled decode step passes for one cache: its layers' buffers, their layout
+    (kv heads, head dim, dtype) and the positions (a view of ``lens``)."""
+
+    cache: Cache
+    layout: Layout
+    keys: list[torch.Tensor]
+    values: list[torch.Tensor]
+    positions: torch.Tensor
+
+
 class ModelRunner:
     def __init__(
         self,
@@ -120,6 +137,7 @@ class ModelRunner:
         self._cache_arg = "past_key_values"
         self._inspect_forward(model)
         self.compiled: CompiledDecode | None = None
+        self._step: _StepBuffers | None = None
         self.max_slots = max_slots
         # Called on the engine thread right before each forward pass (the engine hands over
         # the last step's tokens there, so their delivery overlaps the pass, see engine.py).
@@ -275,15 +293,15 @@ class ModelRunner:
         self.mask[:, self.end] = True  # free slots attend to their own token only
         if self.before_forward is not None:
             self.before_forward()
-        if self._can_run_compiled():
-            layers = self.cache.layers
+        step = self._compiled_step()
+        if step is not None:
             logits = self.compiled.run(  # type: ignore[union-attr]
                 ids,
-                self.lens.unsqueeze(1),
+                step.positions,
                 self.mask,
                 torch.tensor([self.end], device=self.device),
-                [layer.keys for layer in layers],
-                [layer.values for layer in layers],
+                step.keys,
+                step.values,
             )
         else:
             logits = self._forward(
@@ -300,11 +318,22 @@ class ModelRunner:
             return logits
         return logits[torch.tensor(order, device=logits.device)]
 
-    def _can_run_compiled(self) -> bool:
-        if self.compiled is None or self.cache is None:
-            return False
-        layout = [(la.keys.shape[1], la.keys.shape[3], la.keys.dtype) for la in self.cache.layers]
-        return self.compiled.ready((len(self.slots), self.capacity), layout)
+    def _compiled_step(self) -> _StepBuffers | None:
+        """The compiled step's buffers when a graph takes this step (``None``: eager). They are
+        gathered once per cache (a relayout makes a new one), not every step."""
+        if self.compiled is None or self.cache is None or self.lens is None:
+            return None
+        step = self._step
+        if step is None or step.cache is not self.cache:
+            layers = self.cache.layers
+            step = self._step = _StepBuffers(
+                self.cache,
+                [(la.keys.shape[1], la.keys.shape[3], la.keys.dtype) for la in layers],
+                [la.keys for la in layers],
+                [la.values for la in layers],
+                self.lens.unsqueeze(1),  # a view: ``lens += 1`` moves it too
+            )
+        return step if self.compiled.ready((len(self.slots), self.capacity), step.layout) else None
 
     def _decode_mask(self) -> torch.Tensor | dict[str, torch.Tensor]:
         assert self.mask is not None
@@ -350,6 +379,7 @@ class ModelRunner:
         self.sampler.generators.clear()
         self.slots, self.slot_of, self._adapters, self._last = [], {}, [], []
         self.cache = self.mask = self.lens = None
+        self._step = None
         self.start = self.end = 0
 
     # ---- slot bookkeeping ---------------------------------------------------------------
@@ -443,4 +473,5 @@ class ModelRunner:
         self._adapters = [self._adapters[i] for i in keep] + [BASE_ADAPTER] * spare
         self._last = [self._last[i] for i in keep] + [self.pad_id] * spare
         self.cache, self.mask, self.lens = Cache(layers=layers), mask, lens
+        self._step = None  # the old buffers go now, not at the next step
         self._set_window(end - width, end)

@@ -110,6 +110,19 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
     return gen
 
 
+def _plain_greedy(seq: Sequence) -> bool:
+    """A row whose token is the argmax of its logits (EOS aside): no penalty, grammar or
+    logprobs."""
+    p = seq.params
+    return (
+        p.is_greedy
+        and seq.grammar is None
+        and p.logprobs is None
+        and p.repetition_penalty == 1.0
+        and not (p.presence_penalty or p.frequency_penalty)
+    )
+
+
 class RunOutput(NamedTuple):
     """One forward pass's result: the sampled token of every row, in the rows' order, and
     the logprobs of the rows that asked for them (``None`` when no row did)."""
@@ -123,6 +136,7 @@ class Sampler:
 
     def __init__(self, eos_ids: list[int], device: torch.device) -> None:
         self.eos_ids = eos_ids
+        self._eos_set = frozenset(eos_ids)
         self.device = device
         self.generators: dict[int, torch.Generator] = {}
 
@@ -137,6 +151,8 @@ class Sampler:
             self.generators.pop(sid, None)
 
     def __call__(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> RunOutput:
+        if all(_plain_greedy(s) for s in seqs):
+            return RunOutput(self._greedy(logits, seqs), None)
         tokens = sample(logits, seqs, self.eos_ids, self.generators).tolist()
         if all(s.params.logprobs is None for s in seqs):
             return RunOutput(tokens, None)
@@ -147,3 +163,19 @@ class Sampler:
             for row, (s, token) in enumerate(zip(seqs, tokens, strict=True))
         ]
         return RunOutput(tokens, logprobs)
+
+    def _greedy(self, logits: torch.Tensor, seqs: Seq[Sequence]) -> list[int]:
+        """``sample``'s tokens for plain greedy rows, with one argmax and no masking: blocking
+        EOS (``ignore_eos``, ``min_tokens``) changes a row's argmax only when that argmax is an
+        EOS id (the first maximum), so only such rows are masked and taken again (a decode step
+        of the demo model spent about 50 us a step masking every row, in a 1.3 ms step)."""
+        tokens = logits.argmax(dim=-1).tolist()
+        if self._eos_set.isdisjoint(tokens):
+            return tokens
+        for row, (seq, token) in enumerate(zip(seqs, tokens, strict=True)):
+            if token in self._eos_set and (
+                seq.params.ignore_eos or seq.num_output_tokens < seq.params.min_tokens
+            ):
+                logits[row, self.eos_ids] = float("-inf")
+                tokens[row] = int(logits[row].argmax())
+        return tokens
