@@ -49,6 +49,11 @@ def _service_row(
     server_url: str, pid: int, prompts: list[str], clients: int, args: argparse.Namespace
 ) -> Result:
     per_client = max(args.min_per_client, args.requests // clients)
+    # One short untimed request per client first, as llama.cpp's one stream gets its warm-up
+    # (``peers/one_stream.py``): the server sits idle through the in-process baselines, and a
+    # first request after an idle spell runs on cold caches (a demo prompt after 1.3 s idle:
+    # 40-66 ms in-process against 5-10 back to back).
+    asyncio.run(run_clients(server_url, prompts, clients, 1, 8))
     with RssSampler(pid) as rss:
         result = asyncio.run(run_clients(server_url, prompts, clients, per_client, args.new_tokens))
     result.peak_rss_mb = rss.peak / 2**20

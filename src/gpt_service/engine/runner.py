@@ -290,11 +290,10 @@ class ModelRunner:
         for seq in seqs:
             self._last[self.slot_of[seq.seq_id]] = seq.last_token
         ids = torch.tensor(self._last, device=self.device).unsqueeze(1)  # (S, 1)
-        self.mask[:, self.end] = True  # free slots attend to their own token only
         if self.before_forward is not None:
             self.before_forward()
         step = self._compiled_step()
-        if step is not None:
+        if step is not None:  # sets the mask's column and moves ``lens`` on itself
             logits = self.compiled.run(  # type: ignore[union-attr]
                 ids,
                 step.positions,
@@ -304,6 +303,7 @@ class ModelRunner:
                 step.values,
             )
         else:
+            self.mask[:, self.end] = True  # free slots attend to their own token only
             logits = self._forward(
                 self._adapters,
                 self.cache,
@@ -311,8 +311,8 @@ class ModelRunner:
                 attention_mask=self._decode_mask(),
                 position_ids=self.lens.unsqueeze(1),
             )
+            self.lens += 1
         self._advance_columns(1)
-        self.lens += 1
         order = [self.slot_of[s.seq_id] for s in seqs]
         if order == list(range(len(self.slots))):
             return logits
