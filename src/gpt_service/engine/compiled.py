@@ -29,14 +29,16 @@ against the guarded one when the graph is built and not used if they differ.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import logging
 import os
 import queue
+import sys
 import threading
 import time
 import types
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +58,38 @@ MIN_COLUMNS = 256  # smallest column bucket: short chats all fit one graph
 EXIT_WAIT_SECONDS = 120.0  # at exit, the longest wait for a compilation in flight
 MAX_PREFILL_ERRORS = 3  # compiled prefills that may fail before it is turned off
 IDLE_EXIT_SECONDS = 1.0  # an idle compile thread ends after this long (a new one starts later)
+# A compilation next to eager steps slows them down many times over: tracing and code
+# generation hold the GIL, and the engine thread, which releases it at every torch op, waits
+# up to the interpreter's switch interval (5 ms) to get it back. The first answer on a fresh
+# data directory (demo model, 64 tokens, eager while its graph compiled) took 11.3 s of a
+# 17.6-20.5 s start-up. So a compilation waits for a pause in the eager steps (up to
+# ``COMPILE_DEFER_SECONDS``: under steady load it starts anyway), and while one runs the switch
+# interval is ``COMPILE_SWITCH_INTERVAL``.
+COMPILE_PAUSE_SECONDS = 0.2
+COMPILE_DEFER_SECONDS = 3.0
+COMPILE_SWITCH_INTERVAL = 0.0002
+_switch = {"compiling": 0, "interval": 0.005}  # compile threads running, the interval before
+_switch_lock = threading.Lock()
+
+
+@contextlib.contextmanager
+def _short_switch_interval() -> Iterator[None]:
+    """The interpreter's switch interval at ``COMPILE_SWITCH_INTERVAL`` while any compile
+    thread of the process is compiling."""
+    with _switch_lock:
+        if _switch["compiling"] == 0:
+            _switch["interval"] = sys.getswitchinterval()
+            sys.setswitchinterval(COMPILE_SWITCH_INTERVAL)
+        _switch["compiling"] += 1
+    try:
+        yield
+    finally:
+        with _switch_lock:
+            _switch["compiling"] -= 1
+            if _switch["compiling"] == 0:
+                sys.setswitchinterval(_switch["interval"])
+
+
 # One capture at a time (each loaded model has its own compile thread): see DirectCall.capture.
 _capture_lock = threading.Lock()
 
@@ -398,6 +432,7 @@ class CompiledDecode:
         self._thread: threading.Thread | None = None  # while compiling (ends when idle)
         self._start_lock = threading.Lock()
         self.failed: str | None = None  # why compilation was given up (then always eager)
+        self._eager_at = 0.0  # when a step last ran eagerly for want of a graph
 
     # ---- the step -------------------------------------------------------------------------
     def _guard_layer_classes(self) -> None:
@@ -522,6 +557,7 @@ class CompiledDecode:
         otherwise. ``layout`` gives each layer's (kv heads, head dim, dtype)."""
         if shape in self._ready:
             return True
+        self._eager_at = time.monotonic()  # an eager step follows (see COMPILE_PAUSE_SECONDS)
         if self.failed is None and not self._background:
             self._compile_logged(shape, layout)
             return shape in self._ready
@@ -567,7 +603,18 @@ class CompiledDecode:
                 continue
             if job is None or self.failed is not None or self._stopped:
                 return
-            self._compile_logged(*job)
+            self._wait_for_a_pause()
+            with _short_switch_interval():
+                self._compile_logged(*job)
+
+    def _wait_for_a_pause(self) -> None:
+        """Until the eager steps pause for ``COMPILE_PAUSE_SECONDS`` (the first answers after
+        a start go out at eager speed), at most ``COMPILE_DEFER_SECONDS``."""
+        deadline = time.monotonic() + COMPILE_DEFER_SECONDS
+        while not self._stopped and time.monotonic() < deadline:
+            if time.monotonic() - self._eager_at >= COMPILE_PAUSE_SECONDS:
+                return
+            time.sleep(0.05)
 
     def _compile_logged(self, shape: tuple[int, int], layout: Layout) -> None:
         slots, columns = shape
