@@ -3,6 +3,7 @@ them, for a while at most, and while it runs the interpreter switches threads mo
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -27,12 +28,19 @@ def _stepping(owner: SimpleNamespace, stop: threading.Event) -> threading.Thread
     return thread
 
 
-def test_a_compilation_starts_once_the_eager_steps_pause() -> None:
-    owner = SimpleNamespace(_stopped=False, _eager_at=time.monotonic())
+def _owner() -> SimpleNamespace:
+    owner = SimpleNamespace(_stopped=False, failed=None, _eager_at=time.monotonic())
+    owner._wait_for_a_pause = lambda: CompiledDecode._wait_for_a_pause(owner)  # type: ignore[arg-type]
+    return owner
+
+
+def test_a_compilation_starts_once_the_eager_steps_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compiled, "COMPILE_PAUSE_SECONDS", 1.0)  # a stalled stepper is no pause
+    owner = _owner()
     stop = threading.Event()
     thread = _stepping(owner, stop)
     threading.Timer(0.5, stop.set).start()
-    CompiledDecode._wait_for_a_pause(owner)  # type: ignore[arg-type]
+    owner._wait_for_a_pause()
     assert stop.is_set()  # not before the steps stopped
     assert time.monotonic() - owner._eager_at >= compiled.COMPILE_PAUSE_SECONDS
     thread.join()
@@ -41,13 +49,34 @@ def test_a_compilation_starts_once_the_eager_steps_pause() -> None:
 def test_under_steady_eager_steps_a_compilation_starts_anyway(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(compiled, "COMPILE_PAUSE_SECONDS", 5.0)
     monkeypatch.setattr(compiled, "COMPILE_DEFER_SECONDS", 0.3)
-    owner = SimpleNamespace(_stopped=False, _eager_at=time.monotonic())
+    owner = _owner()
     stop = threading.Event()
     thread = _stepping(owner, stop)
     try:
-        CompiledDecode._wait_for_a_pause(owner)  # type: ignore[arg-type]
-        assert thread.is_alive()  # the steps go on: it did not wait for them
+        start = time.monotonic()
+        owner._wait_for_a_pause()
+        assert time.monotonic() - start >= 0.3  # it waited for the limit, not for a pause
+        assert thread.is_alive()
+    finally:
+        stop.set()
+        thread.join()
+
+
+def test_a_compile_thread_stopped_while_it_waits_compiles_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(compiled, "COMPILE_PAUSE_SECONDS", 5.0)
+    owner = _owner()
+    owner._jobs = queue.SimpleQueue()
+    owner._jobs.put(((1, 256), []))
+    owner._compile_logged = lambda *job: pytest.fail("compiled after stop")
+    stop = threading.Event()
+    thread = _stepping(owner, stop)
+    threading.Timer(0.3, lambda: setattr(owner, "_stopped", True)).start()
+    try:
+        CompiledDecode._work(owner)  # type: ignore[arg-type]  # returns: stopped
     finally:
         stop.set()
         thread.join()

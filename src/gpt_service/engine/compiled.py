@@ -604,6 +604,8 @@ class CompiledDecode:
             if job is None or self.failed is not None or self._stopped:
                 return
             self._wait_for_a_pause()
+            if self.failed is not None or self._stopped:  # stopped while it waited
+                return
             with _short_switch_interval():
                 self._compile_logged(*job)
 
@@ -718,7 +720,7 @@ class CompiledDecode:
             torch.rand(mask.shape, generator=generator) < 0.5,
             torch.tensor([columns - 1]),
         ]
-        check[2][:, -1] = True
+        check[2][:, -1] = False  # the step sets its column: a lost write shows below
         buffers = [torch.randn(k.shape, generator=generator, dtype=k.dtype) for k in keys + values]
         copies = [b.clone() for b in buffers]
         twins = [c.clone() for c in check]  # the step writes its mask and positions too
