@@ -206,9 +206,10 @@ def _one_query_attention(
 
 def inductor_gemv(gm: torch.fx.GraphModule, example_inputs: list[Any]) -> Any:
     """The inductor backend with one-row matmuls as reductions and one-query attention written
-    out (see ``_gemv_decompositions``) and a C++ wrapper: the whole step is one call that runs without the GIL, so the event loop
-    streams tokens while the graph computes, and no Python runs between kernels (demo model,
-    16 HTTP clients: 1077 vs 973 tok/s with the Python wrapper; 1 slot 1.06 vs 1.15 ms)."""
+    out (see ``_gemv_decompositions``) and a C++ wrapper: the whole step is one call that runs
+    without the GIL, so the event loop streams tokens while the graph computes, and no Python
+    runs between kernels (demo model, 16 HTTP clients: 1077 vs 973 tok/s with the Python
+    wrapper; 1 slot 1.06 vs 1.15 ms)."""
     from torch._inductor.compile_fx import compile_fx
 
     # AOTAutograd's cache keys do not cover decompositions: it could hand back a graph traced

@@ -56,8 +56,9 @@ def available() -> bool:
 
 class OneDNNLinear(torch.nn.Linear):
     """``nn.Linear`` whose inference over more than one float32 row calls oneDNN (prompts,
-    larger layers' batched steps) or ``mm`` (small layers' batched steps); a layer's class is
-    switched in place (copies, such as PEFT's ``modules_to_save``, keep it)."""
+    larger layers' batched steps) or ``mm`` (small layers' batched steps, and the smallest
+    layers' prompts); a layer's class is switched in place (copies, such as PEFT's
+    ``modules_to_save``, keep it)."""
 
     weight_t: torch.Tensor | None  # (in, out): a small weight transposed, for batched steps
     _packed: torch.Tensor | None = None  # a larger weight in oneDNN's blocked layout

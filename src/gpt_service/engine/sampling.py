@@ -39,15 +39,16 @@ def _apply_penalties(logits: torch.Tensor, seqs: Seq[Sequence]) -> None:
             logits[row, ids] -= p.presence_penalty + p.frequency_penalty * counts.to(logits.dtype)
 
 
+def _eos_blocked(seq: Sequence) -> bool:
+    """Whether the row may not end on EOS now (a grammar decides itself when the end may come)."""
+    p = seq.params
+    return seq.grammar is None and (p.ignore_eos or seq.num_output_tokens < p.min_tokens)
+
+
 def _block_eos(logits: torch.Tensor, seqs: Seq[Sequence], eos_ids: list[int]) -> None:
     if not eos_ids:
         return
-    rows = [
-        row
-        for row, seq in enumerate(seqs)
-        if seq.grammar is None  # a grammar decides itself when the end may come
-        and (seq.params.ignore_eos or seq.num_output_tokens < seq.params.min_tokens)
-    ]
+    rows = [row for row, seq in enumerate(seqs) if _eos_blocked(seq)]
     if rows:  # one indexed write for the whole batch
         index = torch.tensor(rows, device=logits.device).unsqueeze(1)
         logits[index, torch.tensor(eos_ids, device=logits.device)] = float("-inf")
@@ -173,9 +174,7 @@ class Sampler:
         if self._eos_set.isdisjoint(tokens):
             return tokens
         for row, (seq, token) in enumerate(zip(seqs, tokens, strict=True)):
-            if token in self._eos_set and (
-                seq.params.ignore_eos or seq.num_output_tokens < seq.params.min_tokens
-            ):
+            if token in self._eos_set and _eos_blocked(seq):
                 logits[row, self.eos_ids] = float("-inf")
                 tokens[row] = int(logits[row].argmax())
         return tokens
